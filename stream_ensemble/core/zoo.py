@@ -1,0 +1,115 @@
+"""The model families a pool is built from.
+
+Every estimator is pinned to one thread (``n_jobs=1``): on small machines library-default
+threading made timings swing 10x and fits 10-100x slower when libraries were mixed in one
+process. Scale comes from worker processes in a consumer group instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sklearn.base import ClassifierMixin
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+from stream_ensemble.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An unfitted pool member.
+
+    Attributes
+    ----------
+    model_id : str
+        Stable name, e.g. ``"random_forest"``; versions are added by the registry.
+    family : str
+        Architecture family (linear, bagged_trees, boosted_trees, knn, naive_bayes, mlp, tree).
+    estimator : ClassifierMixin
+        Unfitted scikit-learn classifier with ``predict_proba``.
+    """
+
+    model_id: str
+    family: str
+    estimator: Any
+
+
+def default_pool(random_state: int = 0) -> list[ModelSpec]:
+    """Eight heterogeneous members: the default pool ``train`` builds.
+
+    Parameters
+    ----------
+    random_state : int
+
+    Returns
+    -------
+    list of ModelSpec
+    """
+    rs = random_state
+    return [
+        ModelSpec("logreg", "linear", LogisticRegression(C=1.0, max_iter=2000)),
+        ModelSpec("random_forest", "bagged_trees", RandomForestClassifier(n_estimators=100, min_samples_leaf=2, n_jobs=1, random_state=rs)),
+        ModelSpec("extra_trees", "bagged_trees", ExtraTreesClassifier(n_estimators=100, min_samples_leaf=2, n_jobs=1, random_state=rs)),
+        ModelSpec("hist_gb", "boosted_trees", HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, early_stopping=False, random_state=rs)),
+        ModelSpec("knn", "knn", KNeighborsClassifier(n_neighbors=15, weights="distance", algorithm="brute", n_jobs=1)),
+        ModelSpec("naive_bayes", "naive_bayes", GaussianNB()),
+        ModelSpec("mlp", "mlp", MLPClassifier(hidden_layer_sizes=(64,), alpha=1e-3, max_iter=400, early_stopping=True, random_state=rs)),
+        ModelSpec("decision_tree", "tree", DecisionTreeClassifier(max_depth=6, min_samples_leaf=5, random_state=rs)),
+    ]
+
+
+def large_pool(n_models: int = 120, random_state: int = 0) -> list[ModelSpec]:
+    """A pool of ``n_models`` variants (hyperparameters, seeds) across all families.
+
+    Used by the scale checks: many members, several of them versions of the same model.
+    """
+    specs: list[ModelSpec] = []
+    i = 0
+    while len(specs) < n_models:
+        rs = random_state + i
+        grid: list[ModelSpec] = [
+            ModelSpec(f"logreg_c{i}", "linear", LogisticRegression(C=10.0 ** (i % 5 - 2), max_iter=2000)),
+            ModelSpec(f"rf_{i}", "bagged_trees", RandomForestClassifier(n_estimators=20 + 5 * (i % 4), max_features=0.3 + 0.1 * (i % 4), min_samples_leaf=1 + i % 3, n_jobs=1, random_state=rs)),
+            ModelSpec(f"et_{i}", "bagged_trees", ExtraTreesClassifier(n_estimators=20 + 5 * (i % 4), min_samples_leaf=1 + i % 4, n_jobs=1, random_state=rs)),
+            ModelSpec(f"hgb_{i}", "boosted_trees", HistGradientBoostingClassifier(max_iter=40 + 20 * (i % 4), learning_rate=0.05 + 0.05 * (i % 3), max_leaf_nodes=15 + 8 * (i % 3), early_stopping=False, random_state=rs)),
+            ModelSpec(f"knn_k{i}", "knn", KNeighborsClassifier(n_neighbors=3 + 4 * (i % 8), weights="distance" if i % 2 else "uniform", algorithm="brute", n_jobs=1)),
+            ModelSpec(f"nb_{i}", "naive_bayes", GaussianNB(var_smoothing=10.0 ** (-9 + i % 6))),
+            ModelSpec(f"mlp_{i}", "mlp", MLPClassifier(hidden_layer_sizes=(16 + 16 * (i % 3),), alpha=10.0 ** (-4 + i % 3), max_iter=300, early_stopping=True, random_state=rs)),
+            ModelSpec(f"tree_{i}", "tree", DecisionTreeClassifier(max_depth=3 + i % 8, min_samples_leaf=1 + 2 * (i % 4), random_state=rs)),
+        ]
+        specs.extend(grid)
+        i += 1
+    return specs[:n_models]
+
+
+POOLS = {"default": default_pool, "large": large_pool}
+
+
+def make_pool(name: str, random_state: int = 0, **kwargs: Any) -> list[ModelSpec]:
+    """Look up a pool recipe by name.
+
+    Raises
+    ------
+    ConfigError
+        Unknown pool name.
+    """
+    try:
+        factory = POOLS[name]
+    except KeyError:
+        raise ConfigError(f"unknown pool {name!r}; choose one of: {', '.join(POOLS)}") from None
+    return factory(random_state=random_state, **kwargs)  # type: ignore[operator]
+
+
+def is_classifier(est: Any) -> bool:
+    """True when ``est`` looks like a probabilistic classifier."""
+    return isinstance(est, ClassifierMixin) and hasattr(est, "predict_proba")
