@@ -1,0 +1,639 @@
+"""Ensemble strategies: a member selection plus a combiner, fitted on out-of-fold predictions.
+
+A strategy is fitted once on the OOF tensor of the pool (:mod:`stream_ensemble.core.oof`) and
+then served batch by batch. Serving is driven by the *healthy set* (members an operator has not
+marked down): :meth:`EnsembleStrategy.required_members` says which members to run (unselected
+members are never computed), :meth:`~EnsembleStrategy.used_mask` which of the outputs each row
+combines, :meth:`~EnsembleStrategy.predict_proba` the combined probabilities.
+
+Re-selection after a health change
+----------------------------------
+When the healthy set changes, the selection is redone among the healthy members on the stored
+OOF predictions (the strategy keeps them, as float32) -- no member is retrained:
+
+* branch-and-bound and Caruana re-select through :class:`~stream_ensemble.core.selection.SelectionCache`,
+  the first time with the full constraints (all members healthy), afterwards with a short
+  time limit (``reselect_time_limit_s``, default 20 ms) warm-started from the surviving part of
+  the full selection, so a re-selection is never worse than dropping the unhealthy members;
+* combiners that learn something (weights, stacking meta-learner, boosting, rank ECDFs) are
+  refit on the stored OOF predictions of the new subset -- milliseconds to a few hundred ms on
+  large data -- and memoised per selection, so each healthy set costs this once;
+* the dynamic selectors re-select per region (``RegionSelector.region_masks``, memoised) or
+  simply restrict their choice to healthy members (KNORA-E).
+
+A member that is healthy but failed for some rows (exception, timeout, NaN) is only absent from
+those rows (``available`` False); the combiner renormalises over the rest of the row. A row that
+has none of its selected members gets the class prior of the OOF labels.
+
+When ``healthy`` is not passed to the serving methods it is inferred as "produced an output for
+at least one row of the batch" (``available.any(axis=0)``); for branch-and-bound and Caruana
+this gives the same selection as long as no selected member failed on the whole batch (a subset
+of the allowed set containing the optimum keeps the optimum). Callers that know the health
+state should pass it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import StratifiedKFold
+from sklearn.utils.validation import check_is_fitted
+
+from stream_ensemble.core.combiners import (
+    Combiner,
+    CombinerName,
+    Contributions,
+    IdentityLink,
+    make_combiner,
+)
+from stream_ensemble.core.combiners._base import validate_labels, validate_proba
+from stream_ensemble.core.explain import NO_EXCLUSION, ExclusionReason, exclusion_code
+from stream_ensemble.core.regions import KnoraE, RegionSelector
+from stream_ensemble.core.selection import (
+    SelectionCache,
+    SelectionConstraints,
+    SelectionMethod,
+    SelectionResult,
+    select,
+    selection_id,
+)
+from stream_ensemble.errors import ConfigError
+from stream_ensemble.types import Labels, Mask, Matrix, Proba
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+
+class StrategyName(str, Enum):
+    """Registered strategies (keys of :data:`STRATEGIES`)."""
+
+    SOFT_VOTING_ALL = "soft_voting_all"
+    STACKING_ALL = "stacking_all"
+    CARUANA = "caruana"
+    BNB_SOFT = "bnb_soft"
+    BNB_WEIGHTED = "bnb_weighted"
+    BNB_STACKING = "bnb_stacking"
+    BOOSTING = "boosting"
+    GEOMETRIC_MEAN = "geometric_mean"
+    RANK_AVERAGE = "rank_average"
+    HARD_VOTING = "hard_voting"
+    DYNAMIC_REGIONS = "dynamic_regions"
+    KNORA_E = "knora_e"
+
+
+class SelectorKind(str, Enum):
+    """How a strategy picks its members."""
+
+    ALL = "all"  # every healthy member
+    CARUANA = "caruana"  # greedy with replacement; its counts become the weights
+    BNB = "bnb"  # branch-and-bound subset under the constraints
+    ALL_OR_BNB = "all_or_bnb"  # whichever scores better in inner CV on the OOF rows
+    REGIONS = "regions"  # per-region branch-and-bound (RegionSelector)
+    KNORA_E = "knora_e"  # per-row local competence (KnoraE)
+
+
+_DYNAMIC = (SelectorKind.REGIONS, SelectorKind.KNORA_E)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """Recipe of a strategy.
+
+    Attributes
+    ----------
+    selector : SelectorKind
+    combiner : CombinerName
+    description : str
+    """
+
+    selector: SelectorKind
+    combiner: CombinerName
+    description: str
+
+
+STRATEGIES: dict[StrategyName, StrategySpec] = {
+    StrategyName.SOFT_VOTING_ALL: StrategySpec(
+        SelectorKind.ALL, CombinerName.SOFT_VOTING, "plain mean of every member (naive baseline)"),
+    StrategyName.STACKING_ALL: StrategySpec(
+        SelectorKind.ALL, CombinerName.STACKING, "logistic meta-learner on every member's OOF log-odds"),
+    StrategyName.CARUANA: StrategySpec(
+        SelectorKind.CARUANA, CombinerName.WEIGHTED, "Caruana greedy selection, its counts as weights"),
+    StrategyName.BNB_SOFT: StrategySpec(
+        SelectorKind.BNB, CombinerName.SOFT_VOTING, "branch-and-bound subset, plain mean"),
+    StrategyName.BNB_WEIGHTED: StrategySpec(
+        SelectorKind.BNB, CombinerName.WEIGHTED, "branch-and-bound subset, non-negative weights fit on OOF"),
+    StrategyName.BNB_STACKING: StrategySpec(
+        SelectorKind.BNB, CombinerName.STACKING, "branch-and-bound subset, logistic meta-learner on OOF log-odds"),
+    StrategyName.BOOSTING: StrategySpec(
+        SelectorKind.ALL_OR_BNB, CombinerName.BOOSTING,
+        "stagewise boosting of member log-odds over all members or the B&B subset (inner-CV pick)"),
+    StrategyName.GEOMETRIC_MEAN: StrategySpec(
+        SelectorKind.BNB, CombinerName.GEOMETRIC_MEAN, "branch-and-bound subset, geometric mean"),
+    StrategyName.RANK_AVERAGE: StrategySpec(
+        SelectorKind.BNB, CombinerName.RANK_AVERAGE, "branch-and-bound subset, rank average"),
+    StrategyName.HARD_VOTING: StrategySpec(
+        SelectorKind.BNB, CombinerName.HARD_VOTING, "branch-and-bound subset, majority vote"),
+    StrategyName.DYNAMIC_REGIONS: StrategySpec(
+        SelectorKind.REGIONS, CombinerName.SOFT_VOTING, "per-region branch-and-bound subsets, plain mean"),
+    StrategyName.KNORA_E: StrategySpec(
+        SelectorKind.KNORA_E, CombinerName.SOFT_VOTING, "KNORA-Eliminate local competence, plain mean"),
+}
+
+#: Strategy served when none is configured (see the benchmark for the comparison on real data).
+DEFAULT_STRATEGY = StrategyName.CARUANA
+
+
+def parse_strategy(name: str | StrategyName) -> StrategyName:
+    """Validate a strategy name.
+
+    Parameters
+    ----------
+    name : str or StrategyName
+
+    Returns
+    -------
+    StrategyName
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (the message lists the choices).
+    """
+    try:
+        return StrategyName(name)
+    except ValueError:
+        choices = ", ".join(s.value for s in StrategyName)
+        raise ConfigError(f"unknown strategy {name!r}; choose one of: {choices}") from None
+
+
+class _SelectFn:
+    """Picklable ``allowed -> SelectionResult`` for :class:`SelectionCache`.
+
+    The first call (all members healthy) uses the full constraints and becomes the warm start
+    of every later, time-limited re-selection.
+    """
+
+    def __init__(self, P: Proba, y: Labels, costs: FloatArray, constraints: SelectionConstraints,
+                 method: SelectionMethod, reselect_time_limit_s: float) -> None:
+        self.P, self.y, self.costs, self.constraints = P, y, costs, constraints
+        self.method, self.reselect_time_limit_s = method, reselect_time_limit_s
+        self.base: Mask | None = None
+
+    def __call__(self, allowed: Mask) -> SelectionResult:
+        if self.base is None:
+            result = select(self.P, self.y, costs=self.costs, constraints=self.constraints,
+                            method=self.method, allowed=allowed)
+            self.base = result.mask
+            return result
+        warm = self.base & allowed
+        fast = replace(self.constraints, time_limit_s=self.reselect_time_limit_s)
+        return select(self.P, self.y, costs=self.costs, constraints=fast, method=self.method,
+                      allowed=allowed, incumbent=warm if warm.any() else None)
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """What a strategy does for one healthy set."""
+
+    selection: Mask  # (m,) members that may be used (union over regions for dynamic ones)
+    cols: IntArray  # columns the combiner sees
+    combiner: Combiner | None  # None when nothing is healthy (rows get the prior)
+    selection_id: str
+
+
+def _cv_log_loss(name: CombinerName, P: Proba, y: Labels, random_state: int, n_splits: int = 3) -> float:
+    folds = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+    losses = []
+    for tr, te in folds.split(P[:, 0, :], y):
+        proba = make_combiner(name).fit(P[tr], y[tr]).predict_proba(P[te])
+        losses.append(-np.mean(np.log(np.clip(proba[np.arange(te.size), y[te]], 1e-15, 1.0))))
+    return float(np.mean(losses))
+
+
+class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
+    """A fitted member selection + combiner, served under a changing healthy set.
+
+    Parameters
+    ----------
+    name : str or StrategyName, default=DEFAULT_STRATEGY
+        A key of :data:`STRATEGIES`.
+    member_names : sequence of str, optional
+        Member ids in column order (default ``m0, m1, ...``).
+    constraints : SelectionConstraints, optional
+        Budget, size, diversity and search limits of the selectors.
+    reselect_time_limit_s : float, default=0.02
+        Branch-and-bound time limit of a re-selection after a health change.
+    n_regions : int, default=8
+        Regions of ``dynamic_regions``.
+    knn_k : int, default=7
+        Neighbourhood of ``knora_e``.
+    random_state : int, default=0
+        Seeds KMeans regions and the inner CV of ``boosting``.
+
+    Attributes
+    ----------
+    spec_ : StrategySpec
+    selector_ : SelectorKind
+        The selector in use (for ``boosting``: ``all`` or ``bnb``, whichever had the lower
+        3-fold CV log loss on the OOF rows; ties go to ``bnb``, the cheaper one).
+    variant_scores_ : dict of str to float
+        Those CV log losses (``boosting`` only).
+    P_oof_ : ndarray of float32, shape (n_oof, n_models, n_classes)
+        Stored OOF predictions, for refits after health changes.
+    y_, costs_ : ndarray of shapes (n_oof,), (n_models,)
+    class_prior_ : ndarray of shape (n_classes,)
+    dynamic_ : RegionSelector or KnoraE or None
+    """
+
+    def __init__(self, name: str | StrategyName = DEFAULT_STRATEGY, member_names: Sequence[str] | None = None,
+                 constraints: SelectionConstraints | None = None, reselect_time_limit_s: float = 0.02,
+                 n_regions: int = 8, knn_k: int = 7, random_state: int = 0) -> None:
+        self.name = name
+        self.member_names = member_names
+        self.constraints = constraints
+        self.reselect_time_limit_s = reselect_time_limit_s
+        self.n_regions = n_regions
+        self.knn_k = knn_k
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------------------ fit
+    def fit(self, P: Proba, y: Labels, *, costs: FloatArray, X: Matrix | None = None) -> EnsembleStrategy:
+        """Fit selection and combiner on out-of-fold member predictions.
+
+        Parameters
+        ----------
+        P : ndarray of shape (n_oof, n_models, n_classes)
+            OOF member probabilities (no NaN).
+        y : ndarray of int, shape (n_oof,)
+        costs : ndarray of shape (n_models,)
+            Member predict cost (ms per 1,000 rows) for the budget.
+        X : ndarray of shape (n_oof, n_features), optional
+            Encoded features of the OOF rows; required by ``dynamic_regions`` and ``knora_e``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ConfigError
+            Unknown strategy, wrong ``member_names``, missing ``X`` for a dynamic strategy.
+        CombinerError
+            Invalid ``P`` or ``y`` (or a binary-only combiner on more classes).
+        SelectionError
+            Infeasible constraints.
+        """
+        key = parse_strategy(self.name)
+        self.spec_ = STRATEGIES[key]
+        clean, _ = validate_proba(P, None)
+        n, m, c = clean.shape
+        labels = validate_labels(y, n, c)
+        cost = np.asarray(costs, dtype=np.float64)
+        if cost.shape != (m,):
+            raise ConfigError(f"costs has shape {cost.shape}, expected ({m},)")
+        names = [f"m{j}" for j in range(m)] if self.member_names is None else list(self.member_names)
+        if len(names) != m:
+            raise ConfigError(f"{len(names)} member_names for {m} members")
+        self.member_names_ = names
+        self.n_models_, self.n_classes_ = m, c
+        self.P_oof_ = clean.astype(np.float32)
+        self.y_, self.costs_ = labels, cost
+        self.class_prior_ = np.bincount(labels, minlength=c) / n
+        self.constraints_ = self.constraints or SelectionConstraints()
+        self._plans: dict[bytes, _Plan] = {}
+        self._fits: dict[str, Combiner] = {}
+        self.selector_ = self.spec_.selector
+        self.variant_scores_: dict[str, float] = {}
+        self.dynamic_: RegionSelector | KnoraE | None = None
+        self.cache_: SelectionCache | None = None
+        if self.selector_ in _DYNAMIC:
+            self._fit_dynamic(X)
+        elif self.selector_ is not SelectorKind.ALL:
+            self._fit_static()
+        self._plan(np.ones(m, dtype=bool))  # fit the all-healthy plan now, not on the hot path
+        return self
+
+    def _fit_static(self) -> None:
+        bnb = SelectionMethod.CARUANA if self.selector_ is SelectorKind.CARUANA else SelectionMethod.BRANCH_AND_BOUND
+        fn = _SelectFn(self.P_oof_, self.y_, self.costs_, self.constraints_, bnb, self.reselect_time_limit_s)
+        self.cache_ = SelectionCache(fn)
+        if self.selector_ is SelectorKind.ALL_OR_BNB:
+            sub = self.cache_.get(np.ones(self.n_models_, dtype=bool)).mask
+            P = self.P_oof_.astype(np.float64)
+            scores = {SelectorKind.ALL: _cv_log_loss(self.spec_.combiner, P, self.y_, self.random_state),
+                      SelectorKind.BNB: _cv_log_loss(self.spec_.combiner, P[:, sub], self.y_, self.random_state)}
+            self.variant_scores_ = {k.value: v for k, v in scores.items()}
+            self.selector_ = SelectorKind.ALL if scores[SelectorKind.ALL] < scores[SelectorKind.BNB] else SelectorKind.BNB
+
+    def _fit_dynamic(self, X: Matrix | None) -> None:
+        if X is None:
+            raise ConfigError(f"strategy {self.spec_.selector.value} needs the OOF feature matrix X")
+        P = self.P_oof_.astype(np.float64)
+        if self.selector_ is SelectorKind.REGIONS:
+            self.dynamic_ = RegionSelector(n_regions=self.n_regions, constraints=self.constraints_,
+                                           reselect_time_limit_s=self.reselect_time_limit_s,
+                                           random_state=self.random_state).fit(X, P, self.y_, self.costs_)
+        else:
+            self.dynamic_ = KnoraE(k=self.knn_k).fit(X, P, self.y_, self.costs_)
+        self._dynamic_combiner = make_combiner(self.spec_.combiner).fit(P, self.y_)
+
+    # ------------------------------------------------------------------------- plans
+    def _check_healthy(self, healthy: Any) -> Mask:
+        check_is_fitted(self, "P_oof_")
+        h = np.asarray(healthy)
+        if h.dtype != np.bool_ or h.shape != (self.n_models_,):
+            raise ConfigError(f"healthy must be a ({self.n_models_},) bool array, got {h.dtype} {h.shape}")
+        return h
+
+    def _plan(self, healthy: Mask) -> _Plan:
+        key = np.ascontiguousarray(healthy).tobytes()
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan(healthy)
+        return plan
+
+    def _make_plan(self, h: Mask) -> _Plan:
+        m = self.n_models_
+        if not h.any():
+            return _Plan(np.zeros(m, bool), np.empty(0, np.intp), None, selection_id(h, h * 0.0, method="none"))
+        if self.dynamic_ is not None:
+            if isinstance(self.dynamic_, RegionSelector):
+                table = self.dynamic_.region_masks(h)
+                sid = selection_id(table.ravel(), np.ones(table.size), method="regions")
+                return _Plan(table.any(axis=0), np.arange(m), self._dynamic_combiner, sid)
+            sid = selection_id(h, np.ones(m), method="knora_e", k=self.knn_k)
+            return _Plan(h.copy(), np.arange(m), self._dynamic_combiner, sid)
+        params: dict[str, Any] = {}
+        if self.selector_ is SelectorKind.ALL:
+            sel, sid = h.copy(), selection_id(h, h / h.sum(), method="all")
+        else:
+            assert self.cache_ is not None
+            result = self.cache_.get(h)
+            sel, sid = result.mask, result.selection_id
+            if self.selector_ is SelectorKind.CARUANA:
+                params["weights"] = result.weights[sel]
+        cols = np.flatnonzero(sel)
+        combiner = self._fits.get(sid)
+        if combiner is None:
+            P = self.P_oof_[:, cols].astype(np.float64)
+            combiner = self._fits[sid] = make_combiner(self.spec_.combiner, **params).fit(P, self.y_)
+        return _Plan(sel, cols, combiner, sid)
+
+    def _resolve(self, available: Any, X: Matrix | None, healthy: Any | None) -> tuple[_Plan, Mask, Mask]:
+        """Plan, per-row selection (broadcastable to (n, m)) and used mask (n, m)."""
+        check_is_fitted(self, "P_oof_")
+        avail = np.asarray(available)
+        if avail.dtype != np.bool_ or avail.ndim != 2 or avail.shape[1] != self.n_models_:
+            raise ConfigError(f"available must be an (n, {self.n_models_}) bool array, got {avail.dtype} {avail.shape}")
+        h = avail.any(axis=0) if healthy is None else self._check_healthy(healthy)
+        plan = self._plan(h)
+        if self.dynamic_ is None or plan.combiner is None:
+            row_sel = plan.selection[None, :]
+        elif X is None:
+            raise ConfigError(f"strategy {self.spec_.selector.value} needs the feature matrix X")
+        else:
+            row_sel = self.dynamic_.masks(X, h)
+        return plan, row_sel, avail & row_sel
+
+    # ----------------------------------------------------------------------- serving
+    def required_members(self, healthy: Mask) -> Mask:
+        """Members to run for a batch, given the healthy set.
+
+        Parameters
+        ----------
+        healthy : ndarray of bool, shape (n_models,)
+
+        Returns
+        -------
+        ndarray of bool, shape (n_models,)
+            The selection among the healthy members (for a dynamic strategy: every member some
+            region may use). Members outside it never need computing.
+
+        Raises
+        ------
+        NotFittedError
+        ConfigError
+            Wrong shape or dtype of ``healthy``.
+        SelectionError
+            No feasible selection among the healthy members.
+        """
+        return self._plan(self._check_healthy(healthy)).selection.copy()
+
+    def selection_id(self, healthy: Mask) -> str:
+        """Stable id of the selection in use for a healthy set (for explanations).
+
+        Parameters
+        ----------
+        healthy : ndarray of bool, shape (n_models,)
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        NotFittedError
+        ConfigError
+            Wrong shape or dtype of ``healthy``.
+        """
+        return self._plan(self._check_healthy(healthy)).selection_id
+
+    def used_mask(self, available: Mask, X: Matrix | None = None, *, healthy: Mask | None = None) -> Mask:
+        """Members each row actually combines: its selection AND ``available``.
+
+        Parameters
+        ----------
+        available : ndarray of bool, shape (n_events, n_models)
+            Healthy and produced an output for the row.
+        X : ndarray of shape (n_events, n_features), optional
+            Required by dynamic strategies.
+        healthy : ndarray of bool, shape (n_models,), optional
+            Default ``available.any(axis=0)`` (module docstring).
+
+        Returns
+        -------
+        ndarray of bool, shape (n_events, n_models)
+
+        Raises
+        ------
+        NotFittedError
+        ConfigError
+            Bad shapes, or ``X`` missing for a dynamic strategy.
+        """
+        return self._resolve(available, X, healthy)[2]
+
+    def predict_proba(self, P: Proba, available: Mask, X: Matrix | None = None, *,
+                      healthy: Mask | None = None) -> FloatArray:
+        """Combined class probabilities.
+
+        Parameters
+        ----------
+        P : ndarray of shape (n_events, n_models, n_classes)
+            Member outputs; ``NaN`` allowed where ``available`` is False.
+        available : ndarray of bool, shape (n_events, n_models)
+        X : ndarray of shape (n_events, n_features), optional
+        healthy : ndarray of bool, shape (n_models,), optional
+
+        Returns
+        -------
+        ndarray of shape (n_events, n_classes)
+            Rows sum to 1; rows without a used member get the OOF class prior.
+
+        Raises
+        ------
+        NotFittedError
+        ConfigError, CombinerError
+            Bad shapes or values.
+        """
+        plan, _, used = self._resolve(available, X, healthy)
+        if plan.combiner is None:
+            return np.tile(self.class_prior_, (used.shape[0], 1))
+        Pa = np.asarray(P, dtype=np.float64)
+        return plan.combiner.predict_proba(Pa[:, plan.cols], used[:, plan.cols])
+
+    def contributions(self, P: Proba, available: Mask, X: Matrix | None = None, *,
+                      healthy: Mask | None = None) -> Contributions:
+        """Additive per-member decomposition in the combiner's space (binary).
+
+        Parameters
+        ----------
+        P, available, X, healthy
+            As in :meth:`predict_proba`.
+
+        Returns
+        -------
+        Contributions
+            ``values`` of shape (n_events, n_models), 0 for unused members;
+            ``probability()`` equals ``predict_proba(...)[:, 1]``.
+
+        Raises
+        ------
+        NotFittedError
+        ConfigError, CombinerError
+            Bad shapes or values, or more than two classes.
+        """
+        plan, _, used = self._resolve(available, X, healthy)
+        n = used.shape[0]
+        values = np.zeros((n, self.n_models_))
+        if plan.combiner is None:
+            return Contributions(np.full(n, self.class_prior_[1]), values, "probability", IdentityLink())
+        Pa = np.asarray(P, dtype=np.float64)
+        part = plan.combiner.contributions(Pa[:, plan.cols], used[:, plan.cols])
+        values[:, plan.cols] = part.values
+        return Contributions(part.baseline, values, part.space, part.link)
+
+    def effective_weights(self, available: Mask, X: Matrix | None = None, *,
+                          healthy: Mask | None = None) -> FloatArray:
+        """Normalised weight each used member carries in each row (for explanations).
+
+        Parameters
+        ----------
+        available, X, healthy
+            As in :meth:`used_mask`.
+
+        Returns
+        -------
+        ndarray of shape (n_events, n_models)
+            Zero for unused members; rows sum to 1 (0 when nothing is used).
+
+        Raises
+        ------
+        NotFittedError
+        ConfigError
+            Bad shapes.
+        """
+        plan, _, used = self._resolve(available, X, healthy)
+        out = np.zeros(used.shape)
+        if plan.combiner is not None:
+            out[:, plan.cols] = plan.combiner.effective_weights(used[:, plan.cols])
+        return out
+
+    def exclusion_reasons(self, healthy: Mask, available: Mask, X: Matrix | None = None) -> npt.NDArray[np.int64]:
+        """Why each member is not used for each row.
+
+        Codes are those of :mod:`stream_ensemble.core.explain`: ``NO_EXCLUSION`` (-1) for a
+        used member, else the position of the :class:`ExclusionReason`. Precedence:
+        ``marked_down`` (not healthy) > ``failed`` (selected for the row, no output) >
+        ``outside_region`` (a dynamic strategy uses it elsewhere, not for this row) >
+        ``over_budget`` (not selected, and adding it to the row's selection would exceed the
+        budget) > ``not_selected``.
+
+        Parameters
+        ----------
+        healthy : ndarray of bool, shape (n_models,)
+        available : ndarray of bool, shape (n_events, n_models)
+        X : ndarray of shape (n_events, n_features), optional
+
+        Returns
+        -------
+        ndarray of int64, shape (n_events, n_models)
+
+        Raises
+        ------
+        NotFittedError
+        ConfigError
+            Bad shapes, or ``X`` missing for a dynamic strategy.
+        """
+        h = self._check_healthy(healthy)
+        avail = np.asarray(available)
+        plan, row_sel, used = self._resolve(avail, X, h)
+        row_sel = np.broadcast_to(row_sel, used.shape)
+        row_cost = row_sel.astype(np.float64) @ self.costs_
+        over = self.costs_[None, :] + row_cost[:, None] > self.constraints_.budget
+        codes = np.full(used.shape, exclusion_code(ExclusionReason.NOT_SELECTED), dtype=np.int64)
+        codes[over & ~plan.selection[None, :]] = exclusion_code(ExclusionReason.OVER_BUDGET)
+        codes[plan.selection[None, :] & ~row_sel] = exclusion_code(ExclusionReason.OUTSIDE_REGION)
+        codes[row_sel & ~avail] = exclusion_code(ExclusionReason.FAILED)
+        codes[:, ~h] = exclusion_code(ExclusionReason.MARKED_DOWN)
+        codes[used] = NO_EXCLUSION
+        return codes
+
+
+#: What :func:`fit_strategy` returns.
+FittedStrategy = EnsembleStrategy
+
+
+def fit_strategy(
+    name: str | StrategyName,
+    P_oof: Proba,
+    y: Labels,
+    *,
+    costs: FloatArray,
+    constraints: SelectionConstraints | None = None,
+    X_oof: Matrix | None = None,
+    member_names: Sequence[str] | None = None,
+    random_state: int = 0,
+) -> EnsembleStrategy:
+    """Fit a registered strategy on out-of-fold predictions.
+
+    Parameters
+    ----------
+    name : str or StrategyName
+    P_oof : ndarray of shape (n_oof, n_models, n_classes)
+    y : ndarray of int, shape (n_oof,)
+    costs : ndarray of shape (n_models,)
+    constraints : SelectionConstraints, optional
+    X_oof : ndarray of shape (n_oof, n_features), optional
+        Needed by ``dynamic_regions`` and ``knora_e``.
+    member_names : sequence of str, optional
+    random_state : int, default=0
+
+    Returns
+    -------
+    EnsembleStrategy
+
+    Raises
+    ------
+    ConfigError
+        Unknown name or bad arguments.
+    CombinerError, SelectionError
+        Invalid data or infeasible constraints.
+    """
+    return EnsembleStrategy(parse_strategy(name), member_names=member_names, constraints=constraints,
+                            random_state=random_state).fit(P_oof, y, costs=costs, X=X_oof)

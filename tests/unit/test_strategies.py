@@ -1,0 +1,184 @@
+"""Fitted strategies: selections, re-selection on health changes, exclusion reasons, pickling."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+from stream_ensemble.core.data import load_bundled, stratified_split
+from stream_ensemble.core.explain import NO_EXCLUSION, ExclusionReason, exclusion_code
+from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
+from stream_ensemble.core.selection import SelectionConstraints, caruana, select
+from stream_ensemble.core.strategies import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    EnsembleStrategy,
+    SelectorKind,
+    StrategyName,
+    fit_strategy,
+)
+from stream_ensemble.core.zoo import default_pool
+from stream_ensemble.errors import ConfigError
+
+Data = tuple[MemberFit, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    ds = load_bundled()
+    X = np.column_stack([ds.columns[c] for c in ds.numeric])
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    fit, test = stratified_split(ds.y, (0.7, 0.3), 0)
+    pool = {s.model_id: s for s in default_pool()}
+    specs = [pool["logreg"], pool["naive_bayes"], pool["decision_tree"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mf = fit_members(specs, X[fit], ds.y[fit], n_folds=4)
+    P_test = predict_members(mf.estimators, X[test])
+    return mf, X[fit], ds.y[fit], X[test], ds.y[test], P_test
+
+
+def _fit(d: Data, name: str, **kw: object) -> EnsembleStrategy:
+    mf, X_fit, y_fit = d[0], d[1], d[2]
+    return fit_strategy(name, mf.P_oof, y_fit, costs=mf.costs_ms_per_1k, X_oof=X_fit,
+                        member_names=mf.names, **kw)  # type: ignore[arg-type]
+
+
+def test_registry_and_unknown_name() -> None:
+    assert {s.value for s in STRATEGIES} >= {
+        "soft_voting_all", "caruana", "bnb_soft", "bnb_weighted", "bnb_stacking", "stacking_all",
+        "boosting", "geometric_mean", "rank_average", "hard_voting", "dynamic_regions", "knora_e"}
+    assert DEFAULT_STRATEGY in STRATEGIES
+    with pytest.raises(ConfigError, match="bnb_stacking"):
+        fit_strategy("nope", np.full((4, 2, 2), 0.5), np.array([0, 1, 0, 1]), costs=np.ones(2))
+
+
+def test_soft_voting_all_is_plain_mean(data: Data) -> None:
+    st = _fit(data, "soft_voting_all")
+    P = data[5]
+    avail = np.ones(P.shape[:2], bool)
+    np.testing.assert_allclose(st.predict_proba(P, avail), P.mean(axis=1))
+    # A member missing on a row: the mean over the rest of that row.
+    avail[0, 0] = False
+    P2 = P.copy()
+    P2[0, 0] = np.nan
+    np.testing.assert_allclose(st.predict_proba(P2, avail)[0], P[0, 1:].mean(axis=0))
+
+
+def test_caruana_uses_its_weights(data: Data) -> None:
+    mf, _, y_fit, _, _, P = data
+    st = _fit(data, "caruana")
+    ref = caruana(mf.P_oof, y_fit, costs=mf.costs_ms_per_1k, n_iterations=SelectionConstraints().n_iterations)
+    np.testing.assert_array_equal(st.required_members(np.ones(3, bool)), ref.mask)
+    expected = np.einsum("imc,m->ic", P, ref.weights)
+    np.testing.assert_allclose(st.predict_proba(P, np.ones(P.shape[:2], bool)), expected, atol=1e-9)
+
+
+def test_bnb_selection_matches_selector(data: Data) -> None:
+    mf, _, y_fit, _, _, _ = data
+    st = _fit(data, "bnb_soft")
+    ref = select(mf.P_oof, y_fit, costs=mf.costs_ms_per_1k, constraints=SelectionConstraints())
+    np.testing.assert_array_equal(st.required_members(np.ones(3, bool)), ref.mask)
+    assert st.selection_id(np.ones(3, bool)) == ref.selection_id
+
+
+def test_unhealthy_best_member_reselects(data: Data) -> None:
+    mf, _, y_fit, _, _, P = data
+    st = _fit(data, "bnb_stacking")
+    healthy = np.ones(3, bool)
+    before = st.required_members(healthy)
+    losses = -np.log(np.clip(mf.P_oof[np.arange(y_fit.size), :, y_fit], 1e-15, 1)).mean(axis=0)
+    best = int(np.argmin(np.where(before, losses, np.inf)))
+    healthy[best] = False
+    after = st.required_members(healthy)
+    assert not after[best] and after.any()
+    assert st.selection_id(healthy) != st.selection_id(np.ones(3, bool))
+    avail = np.broadcast_to(after, P.shape[:2]).copy()
+    P_run = np.where(avail[:, :, None], P, np.nan)  # the unhealthy member never ran
+    proba = st.predict_proba(P_run, avail, healthy=healthy)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert not st.used_mask(avail, healthy=healthy)[:, best].any()
+    # Memoised: the same healthy set reuses the refit meta-learner.
+    assert st._plan(healthy).combiner is st._plan(healthy.copy()).combiner
+
+
+def test_nothing_healthy_gives_prior(data: Data) -> None:
+    st = _fit(data, "bnb_weighted")
+    none = np.zeros(3, bool)
+    assert not st.required_members(none).any()
+    out = st.predict_proba(np.full((4, 3, 2), np.nan), np.zeros((4, 3), bool), healthy=none)
+    np.testing.assert_allclose(out, np.tile(st.class_prior_, (4, 1)))
+
+
+def test_exclusion_reasons_hand_checked(data: Data) -> None:
+    mf, _, y_fit, _, _, P = data
+    costs = mf.costs_ms_per_1k
+    # Budget fits every member alone but not all three: someone is over budget.
+    budget = float(np.sort(costs)[:2].sum()) * 1.001
+    st = _fit(data, "bnb_soft", constraints=SelectionConstraints(budget=budget))
+    healthy = np.ones(3, bool)
+    sel = st.required_members(healthy)
+    assert costs[sel].sum() <= budget
+    j_sel = int(np.flatnonzero(sel)[0])
+    avail = np.broadcast_to(sel, (3, 3)).copy()
+    avail[1, j_sel] = False  # failed on row 1
+    codes = st.exclusion_reasons(healthy, avail)
+    used = st.used_mask(avail, healthy=healthy)
+    assert np.array_equal(codes == NO_EXCLUSION, used)
+    assert codes[1, j_sel] == exclusion_code(ExclusionReason.FAILED)
+    for j in np.flatnonzero(~sel):
+        over = costs[j] + costs[sel].sum() > budget
+        want = ExclusionReason.OVER_BUDGET if over else ExclusionReason.NOT_SELECTED
+        assert (codes[:, j] == exclusion_code(want)).all()
+    down = healthy.copy()
+    down[j_sel] = False
+    codes = st.exclusion_reasons(down, avail & down)
+    assert (codes[:, j_sel] == exclusion_code(ExclusionReason.MARKED_DOWN)).all()
+
+
+def test_dynamic_outside_region_and_needs_X(data: Data) -> None:
+    _, _, _, X_test, _, P = data
+    st = _fit(data, "knora_e")
+    avail = np.ones(P.shape[:2], bool)
+    used = st.used_mask(avail, X_test)
+    codes = st.exclusion_reasons(np.ones(3, bool), avail, X_test)
+    assert np.array_equal(codes == NO_EXCLUSION, used)
+    assert np.all(codes[~used] == exclusion_code(ExclusionReason.OUTSIDE_REGION))
+    with pytest.raises(ConfigError, match="X"):
+        st.predict_proba(P, avail)
+    mf, _, y_fit = data[0], data[1], data[2]
+    with pytest.raises(ConfigError, match="X"):
+        fit_strategy("dynamic_regions", mf.P_oof, y_fit, costs=mf.costs_ms_per_1k)
+
+
+def test_contributions_rebuild_probability(data: Data) -> None:
+    P = data[5]
+    avail = np.ones(P.shape[:2], bool)
+    avail[::3, 0] = False
+    for name in ("bnb_stacking", "caruana", "boosting"):
+        st = _fit(data, name)
+        c = st.contributions(P, avail)
+        np.testing.assert_allclose(c.probability(), st.predict_proba(P, avail)[:, 1], atol=1e-9)
+        assert np.all(c.values[~st.used_mask(avail)] == 0.0)
+
+
+def test_boosting_records_variant(data: Data) -> None:
+    st = _fit(data, "boosting")
+    assert set(st.variant_scores_) == {"all", "bnb"}
+    want = SelectorKind.ALL if st.variant_scores_["all"] < st.variant_scores_["bnb"] else SelectorKind.BNB
+    assert st.selector_ is want
+
+
+def test_pickle_and_determinism(data: Data) -> None:
+    P = data[5]
+    avail = np.ones(P.shape[:2], bool)
+    a = _fit(data, "bnb_stacking")
+    b = _fit(data, "bnb_stacking")
+    np.testing.assert_array_equal(a.predict_proba(P, avail), b.predict_proba(P, avail))
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(a.predict_proba(P, avail), c.predict_proba(P, avail))
+    healthy = np.array([False, True, True])
+    np.testing.assert_array_equal(c.required_members(healthy), a.required_members(healthy))
