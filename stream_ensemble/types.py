@@ -73,6 +73,7 @@ class DeadLetter:
     raw: RawMessage
     reason: str
     error_type: str
+    event_id: str | None = None
 
 
 @dataclass(slots=True)

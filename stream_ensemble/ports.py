@@ -1,0 +1,56 @@
+"""The seams between the engine and the outside world (Protocols only).
+
+The engine depends on these, never on a concrete adapter; unit tests use the in-memory
+fakes in :mod:`stream_ensemble.testing`, integration tests the real Redis and Kafka adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from stream_ensemble.types import RawMessage, SourceRef
+
+
+class PredictionCache(Protocol):
+    """Key-value cache of encoded scores. Advisory: failures return misses, never raise."""
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values for ``keys`` in order (``None`` = miss)."""
+        ...
+
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
+        """Store values with a TTL (one round trip)."""
+        ...
+
+
+class HealthStore(Protocol):
+    """Which members operators marked down. Advisory: on failure the last known state."""
+
+    def down(self) -> frozenset[str]:
+        """Member names or ``name@vN`` tags currently marked down."""
+        ...
+
+
+class EventSource(Protocol):
+    """Batches of raw messages plus commit-after-processing."""
+
+    def poll_batch(self, max_messages: int, timeout_s: float) -> list[RawMessage]:
+        """Up to ``max_messages`` messages (possibly none)."""
+        ...
+
+    def commit(self, refs: Sequence[SourceRef]) -> None:
+        """Commit, per partition, the offset after the highest of ``refs`` (synchronously)."""
+        ...
+
+
+class EventSink(Protocol):
+    """Produces messages and reports when the broker acknowledged all of them."""
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue one message."""
+        ...
+
+    def flush_and_confirm(self, timeout_s: float) -> None:
+        """Block until every queued message is acknowledged; raise if any failed."""
+        ...

@@ -1,0 +1,79 @@
+"""In-memory fakes for every port, for unit tests of small pieces.
+
+They implement the Protocols in :mod:`stream_ensemble.ports` for real (no MagicMock), so an
+interface mismatch fails the tests. They never prove a feature that touches Kafka or
+Redis: the integration tests do that against the real servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from stream_ensemble.types import RawMessage, SourceRef
+
+
+class InMemoryCache:
+    """Dict-backed :class:`~stream_ensemble.ports.PredictionCache` (TTL ignored)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.gets = 0
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.gets += 1
+        return [self.data.get(k) for k in keys]
+
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
+        self.data.update(items)
+
+
+class InMemoryHealth:
+    """:class:`~stream_ensemble.ports.HealthStore` whose down set tests change directly."""
+
+    def __init__(self, down: set[str] | None = None) -> None:
+        self.down_set = set(down or ())
+
+    def down(self) -> frozenset[str]:
+        return frozenset(self.down_set)
+
+
+class InMemorySource:
+    """:class:`~stream_ensemble.ports.EventSource` over a list of messages."""
+
+    def __init__(self, messages: Sequence[RawMessage]) -> None:
+        self.pending = list(messages)
+        self.committed: dict[tuple[str, int], int] = {}
+
+    def poll_batch(self, max_messages: int, timeout_s: float) -> list[RawMessage]:
+        batch, self.pending = self.pending[:max_messages], self.pending[max_messages:]
+        return batch
+
+    def commit(self, refs: Sequence[SourceRef]) -> None:
+        for r in refs:
+            key = (r.topic, r.partition)
+            self.committed[key] = max(self.committed.get(key, 0), r.offset + 1)
+
+
+class InMemorySink:
+    """:class:`~stream_ensemble.ports.EventSink` that can be told to fail delivery."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.queued: list[tuple[str, bytes | None, bytes]] = []
+        self.delivered: list[tuple[str, bytes | None, bytes]] = []
+        self.fail = fail
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.queued.append((topic, key, value))
+
+    def flush_and_confirm(self, timeout_s: float) -> None:
+        from stream_ensemble.errors import KafkaAdapterError
+
+        if self.fail:
+            raise KafkaAdapterError(f"{len(self.queued)} messages not acknowledged (fake)")
+        self.delivered.extend(self.queued)
+        self.queued.clear()
+
+
+def raw(value: bytes | None, offset: int = 0, topic: str = "features", partition: int = 0) -> RawMessage:
+    """A :class:`RawMessage` at a position, for tests."""
+    return RawMessage(value=value, key=None, ref=SourceRef(topic, partition, offset))
