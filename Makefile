@@ -1,0 +1,48 @@
+# stream-ensemble: the two commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# One thread per process (see DESIGN.md "Facts measured"): scale with processes instead.
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: help install up down train demo test test-unit test-integration bench-accuracy clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: $(VENV)/.installed  ## create .venv and install the package with test + bench extras
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e ".[bench,test]"
+	@touch $@
+
+up:  ## start Redis and the Kafka broker (idempotent)
+	@bash ops/up.sh
+
+down:  ## stop the servers that ops/up.sh started
+	@bash ops/down.sh
+
+train: install  ## train the default pool and ensemble into var/registry
+	@$(BIN)/stream-ensemble train
+
+demo: install up  ## end-to-end demo on the real broker and Redis; last stdout line is JSON
+	@$(BIN)/stream-ensemble demo
+
+test: install  ## start the servers, run every test tier, stop what was started
+	@bash ops/up.sh
+	@status=0; $(BIN)/python -m pytest -q -p no:cacheprovider || status=$$?; \
+	  bash ops/down.sh; exit $$status
+
+test-unit: install  ## unit + contract tests only (no servers)
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration"
+
+bench-accuracy: install  ## accuracy benchmark on ../shared/datasets -> results/
+	@$(BIN)/stream-ensemble bench accuracy --data-dir ../shared/datasets --out results/accuracy.json
+
+clean:  ## remove generated state (registry, broker data, results)
+	rm -rf var results

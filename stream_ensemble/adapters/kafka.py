@@ -1,0 +1,201 @@
+"""Thin confluent-kafka adapters: batch source with explicit commits, confirming sink, topics.
+
+At-least-once: auto-commit and auto offset store are off; the worker commits a batch's
+offsets only after :meth:`KafkaSink.flush_and_confirm` saw every output acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream_ensemble.config import KafkaConfig
+from stream_ensemble.errors import KafkaAdapterError
+from stream_ensemble.types import RawMessage, SourceRef
+
+log = logging.getLogger("stream_ensemble.kafka")
+
+
+class KafkaSource:
+    """Consumes ``topic`` in batches as a member of ``cfg.group_id``.
+
+    Parameters
+    ----------
+    cfg : KafkaConfig
+    topic : str, optional
+        Defaults to ``cfg.features_topic``.
+    extra : dict, optional
+        More librdkafka settings (they win over the defaults).
+    """
+
+    def __init__(self, cfg: KafkaConfig, topic: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        conf = {
+            "bootstrap.servers": cfg.bootstrap,
+            "group.id": cfg.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 1000,
+            "max.poll.interval.ms": 300000,
+            "fetch.wait.max.ms": 50,
+            **(extra or {}),
+        }
+        try:
+            self.consumer = Consumer(conf, logger=logging.getLogger("librdkafka.consumer"))
+        except KafkaException as exc:
+            raise KafkaAdapterError(f"cannot create Kafka consumer: {exc}") from exc
+        self.topic = topic or cfg.features_topic
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    @staticmethod
+    def _on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    @staticmethod
+    def _on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Nothing is in flight here: the worker commits each batch before polling again.
+        log.info("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def poll_batch(self, max_messages: int, timeout_s: float) -> list[RawMessage]:
+        """Up to ``max_messages`` messages; transient errors are logged, fatal ones raised.
+
+        Raises
+        ------
+        KafkaAdapterError
+            A fatal consumer error.
+        """
+        out: list[RawMessage] = []
+        for msg in self.consumer.consume(num_messages=max_messages, timeout=timeout_s):
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaAdapterError(f"fatal consumer error: {err}")
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err)
+                continue
+            ts_type, ts = msg.timestamp()
+            out.append(
+                RawMessage(
+                    value=msg.value(),
+                    key=msg.key(),
+                    ref=SourceRef(msg.topic(), msg.partition(), msg.offset()),
+                    produce_time_ms=ts if ts_type != 0 else None,
+                )
+            )
+        return out
+
+    def commit(self, refs: Sequence[SourceRef]) -> None:
+        """Synchronously commit offset+1 of the highest ref per partition.
+
+        Raises
+        ------
+        KafkaAdapterError
+            The commit failed (e.g. the partition was revoked); the batch will be re-read.
+        """
+        if not refs:
+            return
+        top: dict[tuple[str, int], int] = {}
+        for r in refs:
+            k = (r.topic, r.partition)
+            top[k] = max(top.get(k, -1), r.offset)
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise KafkaAdapterError(f"offset commit failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Leave the group cleanly (triggers a rebalance for the others)."""
+        self.consumer.close()
+
+
+class KafkaSink:
+    """Idempotent producer that can confirm every queued message was acknowledged."""
+
+    def __init__(self, cfg: KafkaConfig, extra: dict[str, Any] | None = None) -> None:
+        conf = {
+            "bootstrap.servers": cfg.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "delivery.timeout.ms": int(cfg.delivery_timeout_s * 1000),
+            **(extra or {}),
+        }
+        try:
+            self.producer = Producer(conf, logger=logging.getLogger("librdkafka.producer"))
+        except KafkaException as exc:
+            raise KafkaAdapterError(f"cannot create Kafka producer: {exc}") from exc
+        self.timeout_s = cfg.delivery_timeout_s
+        self._pending = 0
+        self._failures: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        self._pending -= 1
+        if err is not None:
+            self._failures.append(f"{msg.topic()}: {err}")
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue one message (waits for queue space instead of dropping)."""
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._pending += 1
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def flush_and_confirm(self, timeout_s: float | None = None) -> None:
+        """Wait until every queued message is acknowledged.
+
+        Raises
+        ------
+        KafkaAdapterError
+            A delivery failed or the timeout passed with messages unacknowledged; the caller
+            must not commit the source offsets then.
+        """
+        remaining = self.producer.flush(self.timeout_s if timeout_s is None else timeout_s)
+        failures, self._failures = self._failures, []
+        if remaining or self._pending or failures:
+            raise KafkaAdapterError(
+                f"{remaining} messages unacknowledged, {len(failures)} failed: {failures[:3]}"
+            )
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout_s: float = 30.0) -> None:
+    """Create topics that do not exist yet (``(name, partitions)``); existing ones are kept.
+
+    Raises
+    ------
+    KafkaAdapterError
+        The broker is unreachable or refused to create a topic.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise KafkaAdapterError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
+    new = [NewTopic(name, num_partitions=parts, replication_factor=1) for name, parts in topics if name not in existing]
+    if not new:
+        return
+    for name, fut in admin.create_topics(new, request_timeout=timeout_s).items():
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaAdapterError(f"cannot create topic {name}: {exc}") from exc
+    # Metadata propagates asynchronously; wait until every topic is visible.
+    deadline = time.monotonic() + timeout_s
+    wanted = {t.topic for t in new}
+    while time.monotonic() < deadline:
+        if wanted <= set(admin.list_topics(timeout=timeout_s).topics):
+            return
+        time.sleep(0.1)
+    raise KafkaAdapterError(f"topics {sorted(wanted)} not visible after {timeout_s}s")

@@ -1,0 +1,170 @@
+"""Training: dataset -> encoder + members (OOF) + strategy + calibration -> registry.
+
+Split protocol (stratified, seeded): ``fit`` rows train the members (and, through
+out-of-fold predictions, the strategy), ``calibration`` rows are held out for the
+calibrator, conformal sets and the members' validation metrics, and ``holdout`` rows are
+never used: their indices go into the ensemble manifest so the demo can replay them as
+feature events and measure accuracy on data no part of the ensemble saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream_ensemble.core.data import Dataset, stratified_split
+from stream_ensemble.core.ensemble import ServingEnsemble
+from stream_ensemble.core.features import FeatureEncoder
+from stream_ensemble.core.pool import Member, ModelPool
+from stream_ensemble.core.registry import Registry
+from stream_ensemble.core.zoo import ModelSpec
+from stream_ensemble.errors import ModelPoolError
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` wrote."""
+
+    ensemble: str
+    version: int
+    members: list[dict[str, Any]]
+    strategy: str
+    holdout_rows: int
+
+
+def train(
+    data: Dataset,
+    specs: list[ModelSpec],
+    registry: Registry,
+    *,
+    ensemble_name: str = "default",
+    build_config: Any = None,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    random_state: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a pool and an ensemble on ``data`` and store them as new registry versions.
+
+    Parameters
+    ----------
+    data : Dataset
+    specs : list of ModelSpec
+        Unfitted members (``core.zoo``).
+    registry : Registry
+    ensemble_name : str
+    build_config : BuildConfig, optional
+        Strategy, selection constraints, calibration (defaults from ``core.builder``).
+    fractions : (fit, calibration, holdout)
+    random_state : int
+    progress : callable, optional
+        Receives a short message per step.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ModelPoolError
+        Fewer than two members could be trained.
+    """
+    from stream_ensemble.core.builder import BuildConfig, build
+
+    say = progress or (lambda _msg: None)
+    fit_rows, cal_rows, holdout_rows = stratified_split(data.y, fractions, random_state)
+    fit, cal = data.subset(fit_rows), data.subset(cal_rows)
+    encoder = FeatureEncoder(data.numeric, data.categorical).fit(fit.columns)
+    X_fit, X_cal = encoder.transform_columns(fit.columns), encoder.transform_columns(cal.columns)
+    config = build_config or BuildConfig(random_state=random_state)
+    built = build(specs, X_fit, fit.y, X_cal, cal.y, config, progress=say)
+    mf = built.members
+    if mf.n_models < 2:
+        raise ModelPoolError(f"only {mf.n_models} member(s) trained; failures: {mf.failed}")
+    fingerprint = data.fingerprint()
+    members: list[dict[str, Any]] = []
+    for j, name in enumerate(mf.names):
+        metrics = built.member_metrics.get(name, {})
+        ref = registry.save(
+            "models",
+            name,
+            mf.estimators[j],
+            {
+                "family": mf.families[j],
+                "features": encoder.feature_names_,
+                "classes": data.classes,
+                "data_fingerprint": fingerprint,
+                "dataset": data.name,
+                "metrics": metrics,
+                "cost_ms_per_1k": float(mf.costs_ms_per_1k[j]),
+                "fit_seconds": float(mf.fit_seconds[j]),
+            },
+        )
+        members.append({"name": name, "version": ref.version, "family": mf.families[j],
+                        "cost_ms_per_1k": float(mf.costs_ms_per_1k[j]), "metrics": metrics})
+        say(f"saved {ref.tag}")
+    strategy = built.default
+    payload = {
+        "encoder": encoder,
+        "strategy": built.strategies[strategy],
+        "calibrator": built.calibrators.get(strategy),
+        "conformal": built.conformals.get(strategy),
+        "class_names": data.classes,
+    }
+    ref = registry.save(
+        "ensembles",
+        ensemble_name,
+        payload,
+        {
+            "strategy": strategy,
+            "members": [f"{m['name']}@v{m['version']}" for m in members],
+            "selected": list(built.strategies[strategy].member_names),
+            "dataset": data.name,
+            "data_fingerprint": fingerprint,
+            "classes": data.classes,
+            "split": {"fractions": list(fractions), "random_state": random_state},
+            "holdout_rows": holdout_rows.tolist(),
+            "metrics": built.strategy_metrics.get(strategy, {}) if hasattr(built, "strategy_metrics") else {},
+        },
+    )
+    say(f"saved ensemble {ref.tag} (strategy {strategy})")
+    return TrainResult(ensemble_name, ref.version, members, strategy, int(holdout_rows.size))
+
+
+def load_serving_ensemble(registry: Registry, name: str = "default", version: int | None = None) -> ServingEnsemble:
+    """Load an ensemble and its member versions, verifying every sha256.
+
+    Raises
+    ------
+    IntegrityError
+        An artifact was modified after it was written.
+    ModelPoolError
+        The ensemble or a member version is missing.
+    """
+    payload, manifest = registry.load("ensembles", name, version)
+    members = []
+    for tag in manifest["members"]:
+        mname, _, v = tag.rpartition("@v")
+        est, mm = registry.load("models", mname, int(v))
+        members.append(Member(mname, int(v), str(mm["family"]), est, float(mm["cost_ms_per_1k"])))
+    pool = ModelPool(members, classes=np.arange(len(payload["class_names"])))
+    strategy = payload["strategy"]
+    if list(strategy.member_names) != pool.names:
+        raise ModelPoolError(f"strategy members {strategy.member_names} do not match pool {pool.names}")
+    return ServingEnsemble(
+        name, int(manifest["version"]), payload["encoder"], pool, strategy,
+        payload["calibrator"], payload["conformal"], list(payload["class_names"]),
+    )
+
+
+def holdout_rows(registry: Registry, name: str = "default", version: int | None = None) -> np.ndarray:
+    """Row indices of the dataset that the ensemble never saw (from its manifest)."""
+    return np.asarray(registry.manifest("ensembles", name, version)["holdout_rows"], dtype=np.int64)
+
+
+def registry_path(path: str | Path) -> Registry:
+    """A :class:`Registry` at ``path``."""
+    return Registry(path)

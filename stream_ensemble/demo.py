@@ -1,0 +1,222 @@
+"""``stream-ensemble demo``: the whole product, end to end, on the real broker and Redis.
+
+Train (unless the registry already has an ensemble), start a worker process, publish
+feature events made from the ensemble's held-out rows plus a handful of malformed ones,
+read ``scores`` and ``features.dlq`` until every event is accounted for, stop the worker with
+SIGTERM, and summarise. ``lost`` counts events that are neither scored nor dead-lettered.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from stream_ensemble.adapters.kafka import ensure_topics
+from stream_ensemble.core.data import load_bundled
+from stream_ensemble.core.registry import Registry
+from stream_ensemble.core.training import holdout_rows
+from stream_ensemble.errors import ConfigError, KafkaAdapterError
+
+FEATURES, SCORES, DLQ = "features", "scores", "features.dlq"
+
+
+@dataclass
+class DemoRun:
+    """What was produced: ids and labels of valid events, markers of malformed ones."""
+
+    run_id: str
+    labels: dict[str, int] = field(default_factory=dict)
+    malformed: list[str] = field(default_factory=list)
+    produced_at: float = 0.0
+
+    @property
+    def produced_valid(self) -> int:
+        """Number of valid events produced."""
+        return len(self.labels)
+
+
+def _malformed(run_id: str, record: dict[str, Any], n: int) -> list[tuple[str, bytes]]:
+    """``n`` bad events cycling through every kind the worker must dead-letter.
+
+    Each carries a marker (run id + index) so the demo can find it in the DLQ's original bytes.
+    """
+    first = next(iter(record))
+    kinds = [
+        lambda m: f'{{"event_id": "{m}", "features": {{broken'.encode(),  # not JSON
+        lambda m: orjson.dumps({"marker": m, "entity_id": "e", "timestamp": 1, "features": record}),  # no event_id
+        lambda m: orjson.dumps({"event_id": m, "entity_id": "e", "timestamp": 1, "features": [1, 2]}),
+        lambda m: orjson.dumps({"event_id": m, "entity_id": "e", "timestamp": "yesterday", "features": record}),
+        lambda m: orjson.dumps({"event_id": m, "entity_id": "e", "timestamp": 1, "features": {**record, first: "n/a"}}),
+        lambda m: orjson.dumps([m, "an array, not an object"]),
+    ]
+    return [(f"{run_id}-bad-{i}", kinds[i % len(kinds)](f"{run_id}-bad-{i}")) for i in range(n)]
+
+
+def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: int) -> DemoRun:
+    """Publish ``n_events`` valid events (held-out rows, cycled) and ``n_malformed`` bad ones.
+
+    Raises
+    ------
+    KafkaAdapterError
+        A message was not acknowledged.
+    """
+    reg = Registry(registry)
+    manifest = reg.manifest("ensembles", "default")
+    if manifest.get("dataset") != "breast_cancer":
+        raise ConfigError("the demo replays the bundled dataset; train the default ensemble on it first")
+    data = load_bundled()
+    rows = holdout_rows(reg)
+    records = data.records(rows)
+    run = DemoRun(uuid.uuid4().hex[:10])
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    failures: list[str] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    run.produced_at = time.time()
+    for i in range(n_events):
+        k = i % len(rows)
+        event_id = f"{run.run_id}-{i}"
+        entity = f"patient-{int(rows[k])}"
+        doc = {"event_id": event_id, "entity_id": entity, "timestamp": time.time(), "features": records[k]}
+        producer.produce(FEATURES, key=entity.encode(), value=orjson.dumps(doc), on_delivery=on_delivery)
+        run.labels[event_id] = int(data.y[rows[k]])
+        if i % 1000 == 999:
+            producer.poll(0)
+    for marker, value in _malformed(run.run_id, records[0], n_malformed):
+        producer.produce(FEATURES, key=b"malformed", value=value, on_delivery=on_delivery)
+        run.malformed.append(marker)
+    left = producer.flush(30)
+    if left or failures:
+        raise KafkaAdapterError(f"demo producer: {left} unacknowledged, failures: {failures[:3]}")
+    return run
+
+
+def _end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-probe-{uuid.uuid4().hex[:6]}"})
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        parts = []
+        for p in md.partitions:
+            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            parts.append(TopicPartition(topic, p, high))
+        return parts
+    finally:
+        c.close()
+
+
+def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_s: float) -> tuple[dict[str, dict[str, Any]], set[str], float]:
+    """Read scores and DLQ from ``start`` until every event of ``run`` is accounted for."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{run.run_id}", "enable.auto.commit": False})
+    c.assign(start)
+    scored: dict[str, dict[str, Any]] = {}
+    dead: set[str] = set()
+    wanted_bad = set(run.malformed)
+    last_arrival = time.time()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if len(scored) >= run.produced_valid and dead >= wanted_bad:
+                break
+            for msg in c.consume(num_messages=5000, timeout=0.5):
+                if msg.error():
+                    continue
+                doc = orjson.loads(msg.value())
+                if msg.topic() == SCORES:
+                    eid = doc.get("event_id", "")
+                    if eid in run.labels and eid not in scored:
+                        scored[eid] = doc
+                        last_arrival = time.time()
+                else:
+                    original = base64.b64decode(doc["original"]).decode("utf-8", "replace")
+                    for marker in wanted_bad - dead:
+                        if marker in original:
+                            dead.add(marker)
+                            last_arrival = time.time()
+                            break
+    finally:
+        c.close()
+    return scored, dead, last_arrival
+
+
+def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_malformed: int,
+             timeout_s: float, retrain: bool) -> dict[str, Any]:
+    """Run the demo; returns the summary dict (printed as the last stdout line)."""
+    echo = click.echo
+    reg = Registry(registry)
+    if retrain or not reg.versions("ensembles", "default"):
+        echo("== training the pool on the bundled breast-cancer dataset")
+        _run([sys.executable, "-m", "stream_ensemble", "train", "--registry", str(registry)])
+    manifest = reg.manifest("ensembles", "default")
+    echo(f"== ensemble default@v{manifest['version']}: strategy {manifest['strategy']}, members {', '.join(manifest['members'])}")
+    ensure_topics(bootstrap, [(FEATURES, 4), (SCORES, 4), (DLQ, 1), ("outcomes", 4)])
+    start = _end_offsets(bootstrap, SCORES) + _end_offsets(bootstrap, DLQ)
+    log_path = registry.parent / "demo-worker.log"
+    echo(f"== starting a worker (logs: {log_path})")
+    with log_path.open("ab") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "stream_ensemble", "--log-format", "json", "serve",
+             "--bootstrap", bootstrap, "--redis", redis_url, "--registry", str(registry)],
+            stdout=log_file, stderr=log_file, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        echo(f"== publishing {n_events} held-out feature events + {n_malformed} malformed ones")
+        run = produce_events(bootstrap, registry, n_events, n_malformed)
+        scored, dead, last = _collect(bootstrap, start, run, timeout_s)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            code = worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            code = -9
+    correct = sum(int(doc["decision"] == run.labels[eid]) for eid, doc in scored.items())
+    elapsed = max(last - run.produced_at, 1e-9)
+    lost = (run.produced_valid - len(scored)) + (len(run.malformed) - len(dead))
+    hits = sum(1 for d in scored.values() if d.get("cache_hit"))
+    latencies = np.array([d["latency_ms"] for d in scored.values()]) if scored else np.zeros(1)
+    echo("")
+    echo("== summary")
+    echo(f"   produced       {run.produced_valid + len(run.malformed)} ({run.produced_valid} valid, {len(run.malformed)} malformed)")
+    echo(f"   scored         {len(scored)}  (cache hits {hits}: held-out rows repeat when events > rows)")
+    echo(f"   dead-lettered  {len(dead)}")
+    echo(f"   lost           {lost}")
+    echo(f"   accuracy       {correct / max(len(scored), 1):.4f} against the true labels")
+    echo(f"   throughput     {len(scored) / elapsed:.0f} events/s end to end (produce -> score arrival)")
+    echo(f"   batch latency  p50 {np.percentile(latencies, 50):.1f} ms, p95 {np.percentile(latencies, 95):.1f} ms")
+    echo(f"   worker exit    {code} after SIGTERM")
+    echo("== three sample scored events")
+    for doc in list(scored.values())[:3]:
+        echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    summary = {
+        "produced": run.produced_valid + len(run.malformed),
+        "scored": len(scored),
+        "dead_lettered": len(dead),
+        "lost": lost,
+        "accuracy": round(correct / max(len(scored), 1), 4),
+        "events_per_s": round(len(scored) / elapsed, 1),
+    }
+    if code != 0:
+        echo(f"worker exited with {code}; see {log_path}", err=True)
+    return summary
+
+
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode != 0:
+        raise ConfigError(f"command failed ({proc.returncode}): {' '.join(cmd)}")
