@@ -1,0 +1,432 @@
+"""Explanation payload of scored events, and per-feature occlusion attribution.
+
+The payload is built for a whole batch from arrays (no combiner import: the caller passes the
+combiner's contribution decomposition as plain arrays) and is JSON-ready: plain Python floats,
+str, bool, lists and ``None``, numbers rounded to 6 significant digits, non-finite numbers as
+``None``.
+
+Levels (:class:`ExplainLevel`):
+
+* ``none``: no payload (``None``).
+* ``summary`` (default): ``members`` -- per member ``{model, used, reason, proba, weight,
+  contribution}`` with ``reason`` ``None`` for used members; ``baseline``; ``space``;
+  ``score`` = ``baseline + sum`` of the used members' contributions (the combiner-space
+  score, computed before rounding); ``agreement``; ``cache_hit``; ``selection_id``; ``top`` --
+  the up-to-3 used members with the largest ``|contribution|`` as ``{model, contribution}``
+  (ties broken by member order).
+* ``full``: ``summary`` plus ``feature_attribution`` (one caller-supplied dict per row, e.g.
+  from :meth:`OcclusionAttribution.to_dicts`; ``None`` if none was supplied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_ensemble.errors import CombinerError, ConfigError
+from stream_ensemble.types import Matrix
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Number of contributors listed under ``top``.
+TOP_K = 3
+
+
+class ExplainLevel(str, Enum):
+    """How much explanation a scored event carries."""
+
+    NONE = "none"
+    SUMMARY = "summary"
+    FULL = "full"
+
+
+DEFAULT_EXPLAIN_LEVEL = ExplainLevel.SUMMARY
+
+
+class ExclusionReason(str, Enum):
+    """Why a member did not contribute to a row. Integer code = position in this enum."""
+
+    MARKED_DOWN = "marked_down"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    OUTSIDE_REGION = "outside_region"
+    OVER_BUDGET = "over_budget"
+    NOT_SELECTED = "not_selected"
+
+
+#: ``EXCLUSION_CODES[code]`` is the reason of an integer code; code ``NO_EXCLUSION`` (-1) = used.
+EXCLUSION_CODES: tuple[ExclusionReason, ...] = tuple(ExclusionReason)
+NO_EXCLUSION = -1
+
+
+def exclusion_code(reason: str | ExclusionReason | None) -> int:
+    """Integer code of an exclusion reason (``None`` -> ``NO_EXCLUSION``).
+
+    Parameters
+    ----------
+    reason : str, ExclusionReason or None
+        A reason name.
+
+    Returns
+    -------
+    int
+        Index in :data:`EXCLUSION_CODES`, or ``-1`` for ``None``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown reason.
+    """
+    if reason is None:
+        return NO_EXCLUSION
+    try:
+        return EXCLUSION_CODES.index(ExclusionReason(reason))
+    except ValueError as exc:
+        raise ConfigError(f"unknown exclusion reason {reason!r}") from exc
+
+
+def parse_explain_level(level: str | ExplainLevel | None) -> ExplainLevel:
+    """Validate an explanation level (``None`` -> the default, ``summary``).
+
+    Parameters
+    ----------
+    level : str, ExplainLevel or None
+        ``"none"``, ``"summary"`` or ``"full"``.
+
+    Returns
+    -------
+    ExplainLevel
+        The parsed level.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown level.
+    """
+    if level is None:
+        return DEFAULT_EXPLAIN_LEVEL
+    try:
+        return ExplainLevel(level)
+    except ValueError as exc:
+        known = [v.value for v in ExplainLevel]
+        raise ConfigError(f"unknown explain level {level!r}; known: {known}") from exc
+
+
+def round_sig(x: npt.ArrayLike, digits: int = 6) -> FloatArray:
+    """Round to ``digits`` significant digits, vectorised (non-finite values pass through).
+
+    Parameters
+    ----------
+    x : array-like of any shape
+        Values.
+    digits : int, default=6
+        Significant digits.
+
+    Returns
+    -------
+    ndarray of the shape of ``x``
+        Rounded values; ``0`` stays ``0``.
+
+    Raises
+    ------
+    None
+
+    Examples
+    --------
+    >>> round_sig([0.123456789, -98765.4321, 0.0, 1e-9 / 3]).tolist()
+    [0.123457, -98765.4, 0.0, 3.33333e-10]
+    """
+    a = np.asarray(x, dtype=np.float64)
+    ok = np.isfinite(a) & (a != 0)
+    safe = np.where(ok, np.abs(a), 1.0)
+    decimals = digits - 1 - np.floor(np.log10(safe)).astype(np.int64)
+    # Divide by an exact power of ten (never multiply by an inexact 10**-k) so the result is
+    # the double nearest the decimal and prints with at most `digits` digits.
+    up = 10.0 ** np.abs(decimals)
+    scaled = np.where(decimals >= 0, np.round(a * up) / up, np.round(a / up) * up)
+    return np.where(ok, scaled, a)
+
+
+def _json_list(a: FloatArray) -> list[Any]:
+    """Rounded, with non-finite values as None (JSON has no NaN)."""
+    r = round_sig(a)
+    out: list[Any] = r.tolist()
+    if not np.all(np.isfinite(r)):
+        bad = ~np.isfinite(r)
+        obj = r.astype(object)
+        obj[bad] = None
+        out = obj.tolist()
+    return out
+
+
+def _reasons(exclusion: npt.ArrayLike, used: npt.NDArray[np.bool_]) -> list[list[str | None]]:
+    ex = np.asarray(exclusion)
+    if ex.shape != used.shape:
+        raise CombinerError(f"exclusion {ex.shape} and used {used.shape} differ")
+    if ex.dtype.kind in "iu":
+        codes = ex.astype(np.int64)
+    else:
+        codes = np.vectorize(exclusion_code, otypes=[np.int64])(ex) if ex.size else ex.astype(int)
+    if np.any((codes < NO_EXCLUSION) | (codes >= len(EXCLUSION_CODES))):
+        raise CombinerError("exclusion code out of range")
+    if np.any(~used & (codes == NO_EXCLUSION)):
+        raise CombinerError("an unused member has no exclusion reason")
+    names = np.array([r.value for r in EXCLUSION_CODES] + [None], dtype=object)
+    # Code -1 indexes the trailing None; used members always report None.
+    labelled = np.where(used, None, names[codes])
+    return labelled.tolist()  # type: ignore[no-any-return]
+
+
+def build_explanations(
+    level: str | ExplainLevel | None,
+    member_names: Sequence[str],
+    member_proba: npt.ArrayLike,
+    used: npt.ArrayLike,
+    exclusion: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    baseline: npt.ArrayLike,
+    contributions: npt.ArrayLike,
+    space: str,
+    agreement: npt.ArrayLike,
+    cache_hit: npt.ArrayLike,
+    selection_id: str | Sequence[str],
+    feature_attribution: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any] | None]:
+    """Build the JSON-ready explanation of every row of a batch (see the module docstring).
+
+    Parameters
+    ----------
+    level : str, ExplainLevel or None
+        ``none``, ``summary`` (default for ``None``) or ``full``.
+    member_names : sequence of str, length m
+        Member names in column order.
+    member_proba : array-like of shape (n, m)
+        Members' positive-class probabilities (NaN where a member did not run).
+    used : array-like of shape (n, m), bool
+        Whether each member contributed to the row.
+    exclusion : array-like of shape (n, m)
+        Integer codes (index in :data:`EXCLUSION_CODES`, -1 = none) or reason names /
+        ``None``; ignored where ``used``, required where not.
+    weights : array-like of shape (n, m)
+        Member weights as the combiner applied them (0 for unused members).
+    baseline : array-like of shape (n,)
+        Combiner-space baseline.
+    contributions : array-like of shape (n, m)
+        Per-member contributions in the combiner space (0 for unused members).
+    space : str
+        Name of the combiner space (e.g. ``"probability"``, ``"log_odds"``).
+    agreement : array-like of shape (n,)
+        Fraction of members agreeing with the decision.
+    cache_hit : array-like of shape (n,), bool
+        Whether the row's score came from the prediction cache.
+    selection_id : str or sequence of str (length n)
+        Identifier of the member selection (one for the batch, or one per row).
+    feature_attribution : list of dict, length n, optional
+        Per-row feature attribution, included at level ``full``.
+
+    Returns
+    -------
+    list of (dict or None), length n
+        One payload per row; ``None`` for every row at level ``none``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown level or exclusion reason name.
+    CombinerError
+        On inconsistent shapes, an out-of-range exclusion code or an unused member without a
+        reason.
+    """
+    lvl = parse_explain_level(level)
+    proba = np.asarray(member_proba, dtype=np.float64)
+    n = proba.shape[0] if proba.ndim == 2 else -1
+    if lvl is ExplainLevel.NONE:
+        return [None] * max(n, 0)
+    names = list(member_names)
+    m = len(names)
+    use = np.asarray(used, dtype=bool)
+    w = np.asarray(weights, dtype=np.float64)
+    contrib = np.asarray(contributions, dtype=np.float64)
+    base = np.asarray(baseline, dtype=np.float64).reshape(-1)
+    agree = np.asarray(agreement, dtype=np.float64).reshape(-1)
+    hits = np.asarray(cache_hit, dtype=bool).reshape(-1)
+    for arr in (proba, use, w, contrib):
+        if arr.shape != (n, m):
+            raise CombinerError(f"expected ({n}, {m}) member arrays, got {arr.shape}")
+    for arr in (base, agree, hits):
+        if arr.shape != (n,):
+            raise CombinerError(f"expected ({n},) row arrays, got {arr.shape}")
+    sel = [selection_id] * n if isinstance(selection_id, str) else list(selection_id)
+    if len(sel) != n:
+        raise CombinerError(f"{len(sel)} selection ids for {n} rows")
+    full = lvl is ExplainLevel.FULL
+    if full and feature_attribution is not None and len(feature_attribution) != n:
+        raise CombinerError(f"{len(feature_attribution)} feature attributions for {n} rows")
+
+    reasons = _reasons(exclusion, use)
+    used_contrib = np.where(use, contrib, 0.0)
+    score = base + used_contrib.sum(axis=1)
+    # Unused members sort last (key -1 < any |contribution|); stable sort keeps member order.
+    key = np.where(use, np.abs(contrib), -1.0)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :TOP_K]
+    n_top = np.minimum(use.sum(axis=1), TOP_K).tolist()
+
+    p_l, w_l, c_l = _json_list(proba), _json_list(w), _json_list(contrib)
+    base_l, score_l, agree_l = _json_list(base), _json_list(score), _json_list(agree)
+    use_l, hit_l, order_l = use.tolist(), hits.tolist(), order.tolist()
+    out: list[dict[str, Any] | None] = []
+    for i in range(n):
+        c_i = c_l[i]
+        members = [
+            {"model": name, "used": u, "reason": r, "proba": p, "weight": wt, "contribution": c}
+            for name, u, r, p, wt, c in zip(names, use_l[i], reasons[i], p_l[i], w_l[i], c_i)
+        ]
+        top = [{"model": names[j], "contribution": c_i[j]} for j in order_l[i][: n_top[i]]]
+        payload: dict[str, Any] = {
+            "members": members,
+            "baseline": base_l[i],
+            "space": space,
+            "score": score_l[i],
+            "agreement": agree_l[i],
+            "cache_hit": hit_l[i],
+            "selection_id": sel[i],
+            "top": top,
+        }
+        if full:
+            payload["feature_attribution"] = (
+                None if feature_attribution is None else feature_attribution[i]
+            )
+        out.append(payload)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class OcclusionAttribution:
+    """Result of :func:`occlusion_attribution`.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n, d)
+        ``score(x) - score(x with feature j set to reference[j])``.
+    residual : ndarray of shape (n,)
+        ``score(x) - score(reference) - values.sum(1)``: the part of the score change that the
+        one-at-a-time occlusions do not account for (0 only for additive score functions).
+    score : ndarray of shape (n,)
+        ``score(x)``.
+    reference_score : float
+        ``score(reference)``.
+    feature_names : tuple of str, length d
+        Feature names in column order.
+    """
+
+    values: FloatArray
+    residual: FloatArray
+    score: FloatArray
+    reference_score: float
+    feature_names: tuple[str, ...]
+
+    def to_dicts(self, top_k: int | None = None) -> list[dict[str, Any]]:
+        """Per-row JSON-ready dicts for the ``full`` explanation level.
+
+        Parameters
+        ----------
+        top_k : int, optional
+            Keep only the ``top_k`` features with the largest ``|attribution|`` per row (ties
+            by column order); all features when ``None``.
+
+        Returns
+        -------
+        list of dict, length n
+            ``{"method": "occlusion", "reference_score", "residual", "features": [{feature,
+            attribution}, ...]}`` sorted by decreasing ``|attribution|``.
+
+        Raises
+        ------
+        None
+        """
+        d = len(self.feature_names)
+        k = d if top_k is None else max(0, min(top_k, d))
+        order = np.argsort(-np.abs(self.values), axis=1, kind="stable")[:, :k].tolist()
+        vals = _json_list(self.values)
+        resid = _json_list(self.residual)
+        ref = _json_list(np.array([self.reference_score]))[0]
+        return [
+            {
+                "method": "occlusion",
+                "reference_score": ref,
+                "residual": resid[i],
+                "features": [
+                    {"feature": self.feature_names[j], "attribution": vals[i][j]} for j in row
+                ],
+            }
+            for i, row in enumerate(order)
+        ]
+
+
+def occlusion_attribution(
+    score_fn: Callable[[Matrix], npt.ArrayLike],
+    X: npt.ArrayLike,
+    reference: npt.ArrayLike,
+    feature_names: Sequence[str],
+) -> OcclusionAttribution:
+    """Occlusion (one-feature-at-a-time ablation) attribution of the ensemble's score.
+
+    ``values[i, j] = score(x_i) - score(x_i with feature j replaced by reference[j])``, where the
+    reference is e.g. the training median. It answers "how much does the score move if this
+    feature alone took its typical value". It is NOT additive in general: interactions and
+    non-linearity (e.g. a sigmoid output) leave ``residual = score(x) - score(reference) -
+    sum_j values[i, j]``, which is returned so consumers can see how much is unexplained.
+
+    All ``n * (d + 1) + 1`` rows (originals, occluded copies, the reference) go to ``score_fn``
+    in ONE call on a stacked ``(n * (d + 1) + 1, d)`` matrix, so batched models are run once.
+    Memory is ``8 * n * d * d`` bytes (n = 1,000, d = 30: 7 MB); chunk big batches upstream.
+    Measured cost with a logistic-regression score function, d = 30, n = 1,000, one thread on
+    the 2-core dev machine: 3 us per event idle, 8-15 us with the cores shared (the
+    ``n * (d + 1)`` model rows dominate; ``tests/unit/test_explain.py::test_occlusion_cost``
+    prints the figure).
+
+    Parameters
+    ----------
+    score_fn : callable
+        ``score_fn(M (k, d)) -> (k,)`` positive-class score of the ensemble.
+    X : array-like of shape (n, d)
+        Rows to explain.
+    reference : array-like of shape (d,)
+        Reference value of each feature.
+    feature_names : sequence of str, length d
+        Feature names in column order.
+
+    Returns
+    -------
+    OcclusionAttribution
+        ``values (n, d)``, ``residual (n,)``, ``score (n,)``, ``reference_score``.
+
+    Raises
+    ------
+    CombinerError
+        On inconsistent shapes, or if ``score_fn`` returns the wrong number of scores.
+    """
+    x = np.asarray(X, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
+    names = tuple(feature_names)
+    if x.ndim != 2 or ref.shape != (x.shape[1],) or len(names) != x.shape[1]:
+        raise CombinerError(
+            f"X {x.shape}, reference {ref.shape} and {len(names)} names are inconsistent"
+        )
+    n, d = x.shape
+    occluded = np.repeat(x[:, None, :], d, axis=1)
+    diag = np.arange(d)
+    occluded[:, diag, diag] = ref
+    stacked = np.concatenate([x, occluded.reshape(n * d, d), ref[None, :]])
+    s = np.asarray(score_fn(stacked), dtype=np.float64).reshape(-1)
+    if s.shape[0] != stacked.shape[0]:
+        raise CombinerError(f"score_fn returned {s.shape[0]} scores for {stacked.shape[0]} rows")
+    score, ref_score = s[:n], float(s[-1])
+    values = score[:, None] - s[n:-1].reshape(n, d)
+    residual = score - ref_score - values.sum(axis=1)
+    return OcclusionAttribution(values, residual, score, ref_score, names)
