@@ -25,11 +25,13 @@ A member that is healthy but failed for some rows (exception, timeout, NaN) is o
 those rows (``available`` False); the combiner renormalises over the rest of the row. A row that
 has none of its selected members gets the class prior of the OOF labels.
 
-When ``healthy`` is not passed to the serving methods it is inferred as "produced an output for
-at least one row of the batch" (``available.any(axis=0)``); for branch-and-bound and Caruana
-this gives the same selection as long as no selected member failed on the whole batch (a subset
-of the allowed set containing the optimum keeps the optimum). Callers that know the health
-state should pass it.
+The combining methods (``used_mask``, ``predict_proba``, ``contributions``,
+``effective_weights``) take only ``available``: the plan is looked up by the set of members that
+produced an output in the batch (``available.any(axis=0)``). Each plan is also registered under
+its own selection, so the usual flow -- ``required_members(healthy)``, run exactly those
+members, combine -- lands on the very plan (selection, weights, meta-learner) chosen for
+``healthy``. If a selected member produced nothing for the whole batch, the batch is combined
+with the re-selection among the members that did run (memoised like any other).
 """
 
 from __future__ import annotations
@@ -201,6 +203,7 @@ class _SelectFn:
 class _Plan:
     """What a strategy does for one healthy set."""
 
+    healthy: Mask  # (m,) the healthy set it was made for
     selection: Mask  # (m,) members that may be used (union over regions for dynamic ones)
     cols: IntArray  # columns the combiner sees
     combiner: Combiner | None  # None when nothing is healthy (rows get the prior)
@@ -355,20 +358,22 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         key = np.ascontiguousarray(healthy).tobytes()
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = self._make_plan(healthy)
+            plan = self._plans[key] = self._make_plan(healthy.copy())
+            # A batch where exactly the selection ran maps back to this plan (module docstring).
+            self._plans.setdefault(np.ascontiguousarray(plan.selection).tobytes(), plan)
         return plan
 
     def _make_plan(self, h: Mask) -> _Plan:
         m = self.n_models_
         if not h.any():
-            return _Plan(np.zeros(m, bool), np.empty(0, np.intp), None, selection_id(h, h * 0.0, method="none"))
+            return _Plan(h, np.zeros(m, bool), np.empty(0, np.intp), None, selection_id(h, h * 0.0, method="none"))
         if self.dynamic_ is not None:
             if isinstance(self.dynamic_, RegionSelector):
                 table = self.dynamic_.region_masks(h)
                 sid = selection_id(table.ravel(), np.ones(table.size), method="regions")
-                return _Plan(table.any(axis=0), np.arange(m), self._dynamic_combiner, sid)
+                return _Plan(h, table.any(axis=0), np.arange(m), self._dynamic_combiner, sid)
             sid = selection_id(h, np.ones(m), method="knora_e", k=self.knn_k)
-            return _Plan(h.copy(), np.arange(m), self._dynamic_combiner, sid)
+            return _Plan(h, h.copy(), np.arange(m), self._dynamic_combiner, sid)
         params: dict[str, Any] = {}
         if self.selector_ is SelectorKind.ALL:
             sel, sid = h.copy(), selection_id(h, h / h.sum(), method="all")
@@ -383,22 +388,21 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         if combiner is None:
             P = self.P_oof_[:, cols].astype(np.float64)
             combiner = self._fits[sid] = make_combiner(self.spec_.combiner, **params).fit(P, self.y_)
-        return _Plan(sel, cols, combiner, sid)
+        return _Plan(h, sel, cols, combiner, sid)
 
-    def _resolve(self, available: Any, X: Matrix | None, healthy: Any | None) -> tuple[_Plan, Mask, Mask]:
+    def _resolve(self, available: Any, X: Matrix | None) -> tuple[_Plan, Mask, Mask]:
         """Plan, per-row selection (broadcastable to (n, m)) and used mask (n, m)."""
         check_is_fitted(self, "P_oof_")
         avail = np.asarray(available)
         if avail.dtype != np.bool_ or avail.ndim != 2 or avail.shape[1] != self.n_models_:
             raise ConfigError(f"available must be an (n, {self.n_models_}) bool array, got {avail.dtype} {avail.shape}")
-        h = avail.any(axis=0) if healthy is None else self._check_healthy(healthy)
-        plan = self._plan(h)
+        plan = self._plan(avail.any(axis=0))
         if self.dynamic_ is None or plan.combiner is None:
             row_sel = plan.selection[None, :]
         elif X is None:
             raise ConfigError(f"strategy {self.spec_.selector.value} needs the feature matrix X")
         else:
-            row_sel = self.dynamic_.masks(X, h)
+            row_sel = self.dynamic_.masks(X, plan.healthy)
         return plan, row_sel, avail & row_sel
 
     # ----------------------------------------------------------------------- serving
@@ -444,7 +448,7 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         """
         return self._plan(self._check_healthy(healthy)).selection_id
 
-    def used_mask(self, available: Mask, X: Matrix | None = None, *, healthy: Mask | None = None) -> Mask:
+    def used_mask(self, available: Mask, X: Matrix | None = None) -> Mask:
         """Members each row actually combines: its selection AND ``available``.
 
         Parameters
@@ -453,8 +457,6 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
             Healthy and produced an output for the row.
         X : ndarray of shape (n_events, n_features), optional
             Required by dynamic strategies.
-        healthy : ndarray of bool, shape (n_models,), optional
-            Default ``available.any(axis=0)`` (module docstring).
 
         Returns
         -------
@@ -466,10 +468,9 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         ConfigError
             Bad shapes, or ``X`` missing for a dynamic strategy.
         """
-        return self._resolve(available, X, healthy)[2]
+        return self._resolve(available, X)[2]
 
-    def predict_proba(self, P: Proba, available: Mask, X: Matrix | None = None, *,
-                      healthy: Mask | None = None) -> FloatArray:
+    def predict_proba(self, P: Proba, available: Mask, X: Matrix | None = None) -> FloatArray:
         """Combined class probabilities.
 
         Parameters
@@ -478,7 +479,6 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
             Member outputs; ``NaN`` allowed where ``available`` is False.
         available : ndarray of bool, shape (n_events, n_models)
         X : ndarray of shape (n_events, n_features), optional
-        healthy : ndarray of bool, shape (n_models,), optional
 
         Returns
         -------
@@ -491,19 +491,18 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         ConfigError, CombinerError
             Bad shapes or values.
         """
-        plan, _, used = self._resolve(available, X, healthy)
+        plan, _, used = self._resolve(available, X)
         if plan.combiner is None:
             return np.tile(self.class_prior_, (used.shape[0], 1))
         Pa = np.asarray(P, dtype=np.float64)
         return plan.combiner.predict_proba(Pa[:, plan.cols], used[:, plan.cols])
 
-    def contributions(self, P: Proba, available: Mask, X: Matrix | None = None, *,
-                      healthy: Mask | None = None) -> Contributions:
+    def contributions(self, P: Proba, available: Mask, X: Matrix | None = None) -> Contributions:
         """Additive per-member decomposition in the combiner's space (binary).
 
         Parameters
         ----------
-        P, available, X, healthy
+        P, available, X
             As in :meth:`predict_proba`.
 
         Returns
@@ -518,7 +517,7 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         ConfigError, CombinerError
             Bad shapes or values, or more than two classes.
         """
-        plan, _, used = self._resolve(available, X, healthy)
+        plan, _, used = self._resolve(available, X)
         n = used.shape[0]
         values = np.zeros((n, self.n_models_))
         if plan.combiner is None:
@@ -528,13 +527,12 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         values[:, plan.cols] = part.values
         return Contributions(part.baseline, values, part.space, part.link)
 
-    def effective_weights(self, available: Mask, X: Matrix | None = None, *,
-                          healthy: Mask | None = None) -> FloatArray:
+    def effective_weights(self, available: Mask, X: Matrix | None = None) -> FloatArray:
         """Normalised weight each used member carries in each row (for explanations).
 
         Parameters
         ----------
-        available, X, healthy
+        available, X
             As in :meth:`used_mask`.
 
         Returns
@@ -548,7 +546,7 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         ConfigError
             Bad shapes.
         """
-        plan, _, used = self._resolve(available, X, healthy)
+        plan, _, used = self._resolve(available, X)
         out = np.zeros(used.shape)
         if plan.combiner is not None:
             out[:, plan.cols] = plan.combiner.effective_weights(used[:, plan.cols])
@@ -582,14 +580,17 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         """
         h = self._check_healthy(healthy)
         avail = np.asarray(available)
-        plan, row_sel, used = self._resolve(avail, X, h)
+        plan, row_sel, used = self._resolve(avail, X)
         row_sel = np.broadcast_to(row_sel, used.shape)
         row_cost = row_sel.astype(np.float64) @ self.costs_
         over = self.costs_[None, :] + row_cost[:, None] > self.constraints_.budget
         codes = np.full(used.shape, exclusion_code(ExclusionReason.NOT_SELECTED), dtype=np.int64)
         codes[over & ~plan.selection[None, :]] = exclusion_code(ExclusionReason.OVER_BUDGET)
         codes[plan.selection[None, :] & ~row_sel] = exclusion_code(ExclusionReason.OUTSIDE_REGION)
-        codes[row_sel & ~avail] = exclusion_code(ExclusionReason.FAILED)
+        # Also FAILED: members the healthy plan required that produced nothing in the whole
+        # batch (the batch was then combined with a re-selection that no longer lists them).
+        dropped = self._plan(h).selection & ~plan.selection
+        codes[~avail & (row_sel | dropped[None, :])] = exclusion_code(ExclusionReason.FAILED)
         codes[:, ~h] = exclusion_code(ExclusionReason.MARKED_DOWN)
         codes[used] = NO_EXCLUSION
         return codes
@@ -635,5 +636,7 @@ def fit_strategy(
     CombinerError, SelectionError
         Invalid data or infeasible constraints.
     """
-    return EnsembleStrategy(parse_strategy(name), member_names=member_names, constraints=constraints,
+    m = np.shape(P_oof)[1]
+    names = [f"m{j}" for j in range(m)] if member_names is None else list(member_names)
+    return EnsembleStrategy(parse_strategy(name).value, member_names=names, constraints=constraints,
                             random_state=random_state).fit(P_oof, y, costs=costs, X=X_oof)

@@ -42,16 +42,16 @@ def fitted(data: Data) -> dict[StrategyName, EnsembleStrategy]:
 
 def _check_output(st: EnsembleStrategy, P: np.ndarray, avail: np.ndarray, X: np.ndarray,
                   healthy: np.ndarray) -> np.ndarray:
-    proba = st.predict_proba(P, avail, X, healthy=healthy)
+    proba = st.predict_proba(P, avail, X)
     assert proba.shape == (P.shape[0], P.shape[2])
     assert np.all(np.isfinite(proba)) and np.all(proba >= 0)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
-    used = st.used_mask(avail, X, healthy=healthy)
+    used = st.used_mask(avail, X)
     assert used.shape == avail.shape and not np.any(used & ~avail)
     assert not np.any(used[:, ~st.required_members(healthy)])
     codes = st.exclusion_reasons(healthy, avail, X)
     assert np.array_equal(codes == NO_EXCLUSION, used)
-    contrib = st.contributions(P, avail, X, healthy=healthy)
+    contrib = st.contributions(P, avail, X)
     np.testing.assert_allclose(contrib.probability(), proba[:, 1], atol=1e-8)
     assert np.all(contrib.values[~used] == 0.0)
     return proba
@@ -77,7 +77,7 @@ def test_strategy_contract(name: StrategyName, data: Data, fitted: dict[Strategy
     np.testing.assert_allclose(out[1], st.class_prior_)
 
     # The most-used member goes down: a new selection without it, still valid output.
-    down = int(np.argmax(st.used_mask(avail, X, healthy=healthy).sum(axis=0)))
+    down = int(np.argmax(st.used_mask(avail, X).sum(axis=0)))
     h2 = healthy.copy()
     h2[down] = False
     req2 = st.required_members(h2)
@@ -88,6 +88,6 @@ def test_strategy_contract(name: StrategyName, data: Data, fitted: dict[Strategy
     # Model-order invariance of the used set is not promised (B&B ties by index); pickle and
     # clone are.
     again = pickle.loads(pickle.dumps(st))
-    np.testing.assert_array_equal(again.predict_proba(P_run, avail, X, healthy=healthy), proba)
+    np.testing.assert_array_equal(again.predict_proba(P_run, avail, X), proba)
     cloned = clone(st)
     assert cloned.get_params() == st.get_params() and not hasattr(cloned, "P_oof_")

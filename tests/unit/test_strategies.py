@@ -98,9 +98,9 @@ def test_unhealthy_best_member_reselects(data: Data) -> None:
     assert st.selection_id(healthy) != st.selection_id(np.ones(3, bool))
     avail = np.broadcast_to(after, P.shape[:2]).copy()
     P_run = np.where(avail[:, :, None], P, np.nan)  # the unhealthy member never ran
-    proba = st.predict_proba(P_run, avail, healthy=healthy)
+    proba = st.predict_proba(P_run, avail)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    assert not st.used_mask(avail, healthy=healthy)[:, best].any()
+    assert not st.used_mask(avail)[:, best].any()
     # Memoised: the same healthy set reuses the refit meta-learner.
     assert st._plan(healthy).combiner is st._plan(healthy.copy()).combiner
 
@@ -109,7 +109,7 @@ def test_nothing_healthy_gives_prior(data: Data) -> None:
     st = _fit(data, "bnb_weighted")
     none = np.zeros(3, bool)
     assert not st.required_members(none).any()
-    out = st.predict_proba(np.full((4, 3, 2), np.nan), np.zeros((4, 3), bool), healthy=none)
+    out = st.predict_proba(np.full((4, 3, 2), np.nan), np.zeros((4, 3), bool))
     np.testing.assert_allclose(out, np.tile(st.class_prior_, (4, 1)))
 
 
@@ -126,7 +126,7 @@ def test_exclusion_reasons_hand_checked(data: Data) -> None:
     avail = np.broadcast_to(sel, (3, 3)).copy()
     avail[1, j_sel] = False  # failed on row 1
     codes = st.exclusion_reasons(healthy, avail)
-    used = st.used_mask(avail, healthy=healthy)
+    used = st.used_mask(avail)
     assert np.array_equal(codes == NO_EXCLUSION, used)
     assert codes[1, j_sel] == exclusion_code(ExclusionReason.FAILED)
     for j in np.flatnonzero(~sel):
@@ -182,3 +182,32 @@ def test_pickle_and_determinism(data: Data) -> None:
     np.testing.assert_array_equal(a.predict_proba(P, avail), c.predict_proba(P, avail))
     healthy = np.array([False, True, True])
     np.testing.assert_array_equal(c.required_members(healthy), a.required_members(healthy))
+
+
+def test_combining_uses_the_plan_chosen_for_healthy(data: Data) -> None:
+    mf, _, y_fit, _, _, P = data
+    st = _fit(data, "caruana")
+    healthy = np.ones(3, bool)
+    healthy[int(np.argmax(st.required_members(healthy)))] = False
+    req = st.required_members(healthy)
+    ref = caruana(mf.P_oof, y_fit, costs=mf.costs_ms_per_1k, allowed=healthy,
+                  n_iterations=SelectionConstraints().n_iterations)
+    avail = np.broadcast_to(req, P.shape[:2]).copy()
+    out = st.predict_proba(np.where(avail[:, :, None], P, np.nan), avail)
+    # Re-selection is Caruana among the healthy members, and the plan looked up from "what ran"
+    # is the one chosen for `healthy` (its weights).
+    np.testing.assert_array_equal(req, ref.mask)
+    np.testing.assert_allclose(out, np.einsum("imc,m->ic", P, ref.weights), atol=1e-9)
+
+
+def test_selected_member_failing_whole_batch(data: Data) -> None:
+    P = data[5]
+    st = _fit(data, "soft_voting_all")
+    healthy = np.ones(3, bool)
+    avail = np.ones(P.shape[:2], bool)
+    avail[:, 2] = False  # healthy and selected, but raised on the whole batch
+    proba = st.predict_proba(np.where(avail[:, :, None], P, np.nan), avail)
+    np.testing.assert_allclose(proba, P[:, :2].mean(axis=1))
+    codes = st.exclusion_reasons(healthy, avail)
+    assert (codes[:, 2] == exclusion_code(ExclusionReason.FAILED)).all()
+    assert (codes[:, :2] == NO_EXCLUSION).all()
