@@ -178,8 +178,8 @@ def _reasons(exclusion: npt.ArrayLike, used: npt.NDArray[np.bool_]) -> list[list
         raise CombinerError("an unused member has no exclusion reason")
     names = np.array([r.value for r in EXCLUSION_CODES] + [None], dtype=object)
     # Code -1 indexes the trailing None; used members always report None.
-    labelled = np.where(used, None, names[codes])
-    return labelled.tolist()  # type: ignore[no-any-return]
+    reasons: list[list[str | None]] = names[np.where(used, NO_EXCLUSION, codes)].tolist()
+    return reasons
 
 
 def build_explanations(

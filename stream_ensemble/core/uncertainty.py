@@ -216,7 +216,7 @@ def _top_proba(final: FloatArray, unc: Uncertainty) -> FloatArray:
 
 def _entropy_confidence(final: FloatArray, unc: Uncertainty) -> FloatArray:
     """``1 - H(f) / log(c)`` on the final probability ``f``, shape (n,), in [0, 1]."""
-    return np.clip(1.0 - entropy(final) / np.log(final.shape[1]), 0.0, 1.0)
+    return np.asarray(np.clip(1.0 - entropy(final) / np.log(final.shape[1]), 0.0, 1.0))
 
 
 def _margin(final: FloatArray, unc: Uncertainty) -> FloatArray:
