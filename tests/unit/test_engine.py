@@ -1,0 +1,99 @@
+"""Engine on real (small) models with in-memory ports: accounting, cache, health, failures."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import orjson
+import pytest
+
+from stream_ensemble.core.ensemble import ServingEnsemble
+from stream_ensemble.engine import ScoringService
+from stream_ensemble.testing import InMemoryCache, InMemoryHealth, InMemorySink, InMemorySource, raw
+from stream_ensemble.worker import Worker
+from stream_ensemble.config import KafkaConfig
+from stream_ensemble.errors import KafkaAdapterError
+
+
+def msg(i: int, features: dict, **extra: object) -> bytes:
+    return orjson.dumps({"event_id": f"e{i}", "entity_id": f"u{i}", "timestamp": 1.0, "features": features, **extra})
+
+
+def test_every_message_is_scored_or_dead_lettered(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
+    service = ScoringService(small_ensemble, InMemoryHealth(), InMemoryCache())
+    batch = [raw(msg(i, records[i]), offset=i) for i in range(40)]
+    batch += [raw(b"{oops", offset=40), raw(msg(41, {**records[0], "mean_radius": "x"}), offset=41), raw(None, offset=42)]
+    result = service.handle(batch)
+    assert len(result.scored) == 40 and len(result.dead_letters) == 3
+    assert {d.error_type for d in result.dead_letters} == {"invalid_json", "feature_type", "empty"}
+    docs = [orjson.loads(v) for _, v, _ in result.scored]
+    assert [d["event_id"] for d in docs] == [f"e{i}" for i in range(40)]
+    assert all(0.0 <= d["probability"] <= 1.0 and d["label"] in ("benign", "malignant") for d in docs)
+    assert all(set(d["models_used"]) == {"logreg@v1", "naive_bayes@v1", "decision_tree@v1"} for d in docs)
+    # The batch is scored by the ensemble, not a constant: decisions track the labels.
+    from stream_ensemble.core.data import load_bundled
+    y = load_bundled().y[:40]
+    assert np.mean([d["decision"] for d in docs] == y) > 0.85
+
+
+def test_second_identical_event_hits_cache(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
+    cache = InMemoryCache()
+    service = ScoringService(small_ensemble, InMemoryHealth(), cache)
+    first = orjson.loads(service.handle([raw(msg(1, records[5]))]).scored[0][1])
+    res = service.handle([raw(msg(2, records[5]))])
+    second = orjson.loads(res.scored[0][1])
+    assert res.cache_hits == 1 and first["cache_hit"] is False and second["cache_hit"] is True
+    assert second["event_id"] == "e2" and second["probability"] == first["probability"]
+
+
+def test_marked_down_member_is_excluded_and_cache_not_reused(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
+    health = InMemoryHealth()
+    cache = InMemoryCache()
+    service = ScoringService(small_ensemble, health, cache)
+    service.handle([raw(msg(1, records[7]))])
+    health.down_set.add("naive_bayes")
+    res = service.handle([raw(msg(2, records[7]))])
+    doc = orjson.loads(res.scored[0][1])
+    assert res.cache_hits == 0, "a score that used a down member must not be served"
+    assert "naive_bayes@v1" not in doc["models_used"] and "naive_bayes@v1" not in doc["model_probabilities"]
+    reasons = {m["model"]: m["reason"] for m in doc["explanation"]["members"]}
+    assert reasons["naive_bayes@v1"] == "marked_down"
+
+
+class Exploding:
+    classes_ = np.arange(2)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        raise RuntimeError("boom")
+
+
+def test_failing_member_is_isolated(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
+    ens = copy.copy(small_ensemble)
+    pool = copy.copy(ens.pool)
+    pool.members = list(pool.members)
+    pool.members[0] = type(pool.members[0])(pool.members[0].name, 1, "linear", Exploding(), 1.0)
+    ens.pool = pool
+    res = ScoringService(ens, InMemoryHealth(), None).handle([raw(msg(i, records[i]), offset=i) for i in range(5)])
+    assert len(res.scored) == 5 and not res.dead_letters
+    doc = orjson.loads(res.scored[0][1])
+    failed = pool.members[0].tag
+    assert failed not in doc["models_used"]
+    assert {m["model"]: m["reason"] for m in doc["explanation"]["members"]}[failed] == "failed"
+
+
+def test_worker_commits_only_after_delivery(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
+    cfg = KafkaConfig(batch_size=10)
+    service = ScoringService(small_ensemble, InMemoryHealth(), None)
+    source = InMemorySource([raw(msg(i, records[i]), offset=i) for i in range(25)] + [raw(b"bad", offset=25)])
+    sink = InMemorySink(fail=True)
+    worker = Worker(source, sink, service, cfg)
+    with pytest.raises(KafkaAdapterError):
+        worker.run_once()
+    assert source.committed == {}, "nothing may be committed when delivery failed"
+    sink.fail = False
+    while worker.run_once():
+        pass
+    assert source.committed == {("features", 0): 26}
+    topics = [t for t, _, _ in sink.delivered]
+    assert topics.count("scores") >= 25 - 10 and topics.count("features.dlq") == 1
