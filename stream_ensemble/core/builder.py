@@ -1,0 +1,338 @@
+"""Build an ensemble: members (OOF) -> strategies -> calibration -> conformal sets.
+
+Data protocol (every step is fit on rows the previous steps never trained on):
+
+1. ``fit`` part: each member is cross-validated for out-of-fold (OOF) predictions and refit on
+   all of it (:func:`~stream_ensemble.core.oof.fit_members`); every strategy (selection,
+   weights, meta-learner) is fit on the OOF predictions only.
+2. ``calibration`` part (held out; no member or strategy saw it): the refit members predict
+   it once. It is split in two stratified halves: the calibrator
+   (:class:`~stream_ensemble.core.calibration.EnsembleCalibrator`) is fit on the strategy's
+   probabilities on half A, the split-conformal sets
+   (:class:`~stream_ensemble.core.conformal.ConformalClassifier`) on the *calibrated*
+   probabilities of half B, so the conformal scores are exchangeable with those of new rows.
+   When a class has fewer than 4 calibration rows the halves cannot both hold it and both
+   steps reuse all calibration rows -- a simplification that makes the sets slightly
+   optimistic; ``BuiltEnsemble.calibration_split`` says which protocol was used.
+3. Member validation metrics (for the registry manifests) are computed on the whole
+   calibration part.
+
+Calibration is binary (positive class index 1); with more classes the calibrator is skipped
+and the conformal sets are fit on the strategy's raw probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+import numpy as np
+import numpy.typing as npt
+
+from stream_ensemble.core.calibration import EnsembleCalibrator, parse_method
+from stream_ensemble.core.conformal import ConformalClassifier
+from stream_ensemble.core.data import stratified_split
+from stream_ensemble.core.evaluation import evaluate
+from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
+from stream_ensemble.core.selection import SelectionConstraints
+from stream_ensemble.core.strategies import (
+    DEFAULT_STRATEGY,
+    EnsembleStrategy,
+    fit_strategy,
+    parse_strategy,
+)
+from stream_ensemble.core.zoo import ModelSpec
+from stream_ensemble.errors import CombinerError, ConfigError, SelectionError
+from stream_ensemble.types import Labels, Mask, Matrix, Proba
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Member metrics written to the registry manifests.
+MEMBER_METRICS = ("log_loss", "accuracy", "roc_auc", "brier")
+
+
+def _default_constraints() -> SelectionConstraints:
+    return SelectionConstraints(max_members=8, time_limit_s=2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildConfig:
+    """How :func:`build` fits an ensemble (validated on construction).
+
+    Parameters
+    ----------
+    strategy : str
+        Strategy served by default (a key of ``strategies.STRATEGIES``).
+    constraints : SelectionConstraints
+        Budget (default ``inf``, ms per 1,000 rows), ``max_members`` (default 8),
+        ``min_diversity`` (0), metric (``log_loss``), time limit (2 s).
+    n_folds : int
+        Stratified folds of the members' OOF predictions.
+    calibration : {"auto", "platt", "isotonic", "none"}
+    conformal_alpha : float
+        Miscoverage level of the prediction sets, in (0, 1).
+    mondrian : bool
+        Class-conditional conformal thresholds.
+    random_state : int
+        Seeds folds, the calibration halves, regions and inner CV.
+
+    Raises
+    ------
+    ConfigError
+        Any invalid value.
+    """
+
+    strategy: str = DEFAULT_STRATEGY.value
+    constraints: SelectionConstraints = field(default_factory=_default_constraints)
+    n_folds: int = 5
+    calibration: str = "auto"
+    conformal_alpha: float = 0.1
+    mondrian: bool = False
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        parse_strategy(self.strategy)
+        if not isinstance(self.constraints, SelectionConstraints):
+            raise ConfigError(f"constraints must be a SelectionConstraints, got {type(self.constraints).__name__}")
+        if not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise ConfigError(f"n_folds must be an int >= 2, got {self.n_folds!r}")
+        parse_method(self.calibration)
+        if not 0.0 < self.conformal_alpha < 1.0:
+            raise ConfigError(f"conformal_alpha must be in (0, 1), got {self.conformal_alpha}")
+
+
+@dataclass(frozen=True, eq=False)
+class BuiltEnsemble:
+    """Everything :func:`build` produced.
+
+    Attributes
+    ----------
+    members : MemberFit
+        Refit estimators, names, families, measured costs, OOF predictions, failures.
+    strategies : dict of str to EnsembleStrategy
+        Fitted strategies by name.
+    calibrators : dict of str to EnsembleCalibrator or None
+        Per strategy (``None`` for more than two classes).
+    conformals : dict of str to ConformalClassifier
+        Per strategy.
+    default : str
+        Strategy served by default (``config.strategy``).
+    member_metrics : dict of str to dict
+        Member name -> ``log_loss``, ``accuracy``, ``roc_auc``, ``brier`` on the calibration part.
+    strategy_metrics : dict of str to dict
+        Strategy name -> metrics of its raw probabilities on the whole calibration part, plus
+        ``calibrated_*`` metrics on the conformal half (rows the calibrator did not see).
+    failed_strategies : dict of str to str
+        Requested strategies (other than the default) that could not be fit, with the reason.
+    calibration_split : str
+        ``"halves"`` or ``"reused"`` (module docstring).
+    config : BuildConfig
+    """
+
+    members: MemberFit
+    strategies: dict[str, EnsembleStrategy]
+    calibrators: dict[str, EnsembleCalibrator | None]
+    conformals: dict[str, ConformalClassifier]
+    default: str
+    member_metrics: dict[str, dict[str, float]]
+    strategy_metrics: dict[str, dict[str, float]]
+    failed_strategies: dict[str, str]
+    calibration_split: str
+    config: BuildConfig
+
+    def score(self, P: Proba, available: Mask, X: Matrix | None = None,
+              strategy: str | None = None) -> dict[str, np.ndarray]:
+        """Combine, calibrate and build prediction sets for a batch of member outputs.
+
+        Parameters
+        ----------
+        P : ndarray of shape (n_events, n_models, n_classes)
+            Member probabilities (``NaN`` where ``available`` is False).
+        available : ndarray of bool, shape (n_events, n_models)
+        X : ndarray of shape (n_events, n_features), optional
+            Needed by dynamic strategies.
+        strategy : str, optional
+            Default: ``self.default``.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``raw_proba`` (n, c), ``raw_positive`` (n,), ``positive`` (n,) calibrated,
+            ``proba`` (n, c) calibrated, ``decision`` (n,) int, ``prediction_set`` (n, c) bool,
+            ``used`` (n, m) bool.
+
+        Raises
+        ------
+        ConfigError
+            Unknown or unbuilt strategy, bad shapes.
+        CombinerError
+            Invalid probabilities.
+        """
+        name = self._name(strategy)
+        st = self.strategies[name]
+        raw = st.predict_proba(P, available, X)
+        proba = _calibrated(self.calibrators[name], raw)
+        return {
+            "raw_proba": raw,
+            "raw_positive": raw[:, 1],
+            "positive": proba[:, 1],
+            "proba": proba,
+            "decision": np.argmax(proba, axis=1).astype(np.int64),
+            "prediction_set": self.conformals[name].predict_set(proba),
+            "used": st.used_mask(available, X),
+        }
+
+    def predict(self, X: Matrix, strategy: str | None = None,
+                healthy: Mask | None = None) -> dict[str, np.ndarray]:
+        """Run the members a strategy needs on ``X`` and :meth:`score` the result.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_events, n_features)
+        strategy : str, optional
+        healthy : ndarray of bool, shape (n_models,), optional
+            Default: every member healthy.
+
+        Returns
+        -------
+        dict of str to ndarray
+            As :meth:`score`.
+
+        Raises
+        ------
+        ConfigError
+            Unknown strategy or bad shapes.
+        ModelPoolError
+            A member failed to predict.
+        """
+        st = self.strategies[self._name(strategy)]
+        h = np.ones(self.members.n_models, dtype=bool) if healthy is None else healthy
+        run = st.required_members(h)
+        P = predict_members(self.members.estimators, X, n_classes=self.members.n_classes, run=run)
+        return self.score(P, np.broadcast_to(run, P.shape[:2]).copy(), X, strategy)
+
+    def _name(self, strategy: str | None) -> str:
+        name = self.default if strategy is None else parse_strategy(strategy).value
+        if name not in self.strategies:
+            raise ConfigError(f"strategy {name!r} was not built; built: {sorted(self.strategies)}")
+        return name
+
+
+def _calibrated(calibrator: EnsembleCalibrator | None, raw: FloatArray) -> FloatArray:
+    if calibrator is None:
+        return raw
+    q = calibrator.transform(raw[:, 1])
+    return np.column_stack([1.0 - q, q])
+
+
+def _halves(y: Labels, random_state: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], str]:
+    counts = np.bincount(y)
+    if counts.size < 2 or counts.min() < 4:
+        every = np.arange(y.shape[0])
+        return every, every, "reused"
+    a, b = stratified_split(y, (0.5, 0.5), random_state)
+    return a, b, "halves"
+
+
+def _metrics(p: FloatArray, y: Labels, prefix: str = "", keep: Sequence[str] | None = None) -> dict[str, float]:
+    # NaN (e.g. ROC AUC on a one-class slice) is left out: manifests are strict JSON.
+    return {f"{prefix}{k}": float(v) for k, v in evaluate(p, y).items()
+            if (keep is None or k in keep) and not math.isnan(v)}
+
+
+def _served_outputs(st: EnsembleStrategy, P_all: Proba, X: Matrix) -> FloatArray:
+    """Strategy probabilities on ``X`` exactly as served: only its required members present."""
+    run = st.required_members(np.ones(P_all.shape[1], dtype=bool))
+    avail = np.broadcast_to(run, P_all.shape[:2]).copy()
+    return st.predict_proba(np.where(avail[:, :, None], P_all, np.nan), avail, X)
+
+
+def build(
+    specs: Sequence[ModelSpec],
+    X_fit: Matrix,
+    y_fit: Labels,
+    X_cal: Matrix,
+    y_cal: Labels,
+    config: BuildConfig | None = None,
+    *,
+    strategies: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BuiltEnsemble:
+    """Fit members, strategies, calibrators and conformal sets (module docstring).
+
+    Parameters
+    ----------
+    specs : sequence of ModelSpec
+        Unfitted members.
+    X_fit : ndarray of shape (n_fit, n_features)
+    y_fit : ndarray of int, shape (n_fit,)
+    X_cal : ndarray of shape (n_cal, n_features)
+        Held-out calibration rows (never trained on).
+    y_cal : ndarray of int, shape (n_cal,)
+    config : BuildConfig, optional
+    strategies : sequence of str, optional
+        Strategies to fit (default: just ``config.strategy``, which is always added).
+    progress : callable, optional
+        Receives a short message per step.
+
+    Returns
+    -------
+    BuiltEnsemble
+
+    Raises
+    ------
+    ConfigError
+        Invalid config, unknown strategy names or inconsistent shapes.
+    ModelPoolError
+        No member could be fitted.
+    SelectionError, CombinerError
+        The default strategy cannot be fit (infeasible constraints, invalid data).
+    """
+    cfg = config or BuildConfig()
+    say = progress or (lambda _msg: None)
+    names = [parse_strategy(s).value for s in (strategies or ())]
+    if cfg.strategy not in names:
+        names.insert(0, parse_strategy(cfg.strategy).value)
+    Xc = np.asarray(X_cal, dtype=np.float64)
+    yc = np.asarray(y_cal).astype(np.int64)
+    if Xc.ndim != 2 or yc.shape != (Xc.shape[0],):
+        raise ConfigError(f"X_cal must be (n, d) and y_cal (n,), got {Xc.shape} and {yc.shape}")
+
+    mf = fit_members(specs, X_fit, y_fit, n_folds=cfg.n_folds, random_state=cfg.random_state, progress=say)
+    fitted: dict[str, EnsembleStrategy] = {}
+    failed: dict[str, str] = {}
+    for name in names:
+        say(f"fitting strategy {name}")
+        try:
+            fitted[name] = fit_strategy(name, mf.P_oof, y_fit, costs=mf.costs_ms_per_1k,
+                                        constraints=cfg.constraints, X_oof=X_fit,
+                                        member_names=mf.names, random_state=cfg.random_state)
+        except (SelectionError, CombinerError) as exc:
+            if name == cfg.strategy:
+                raise
+            failed[name] = f"{type(exc).__name__}: {exc}"
+
+    say("predicting the calibration part")
+    P_cal = predict_members(mf.estimators, Xc, n_classes=mf.n_classes)
+    member_metrics = {n: _metrics(P_cal[:, j], yc, keep=MEMBER_METRICS) for j, n in enumerate(mf.names)}
+    half_a, half_b, protocol = _halves(yc, cfg.random_state)
+    calibrators: dict[str, EnsembleCalibrator | None] = {}
+    conformals: dict[str, ConformalClassifier] = {}
+    strategy_metrics: dict[str, dict[str, float]] = {}
+    for name, st in fitted.items():
+        say(f"calibrating {name}")
+        raw = _served_outputs(st, P_cal, Xc)
+        cal: EnsembleCalibrator | None = None
+        if mf.n_classes == 2:
+            cal = EnsembleCalibrator(method=cfg.calibration, random_state=cfg.random_state)
+            cal.fit(raw[half_a, 1], yc[half_a])
+        proba = _calibrated(cal, raw)
+        conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian).fit(proba[half_b], yc[half_b])
+        calibrators[name] = cal
+        strategy_metrics[name] = {**_metrics(raw, yc), **_metrics(proba[half_b], yc[half_b], "calibrated_")}
+    return BuiltEnsemble(
+        members=mf, strategies=fitted, calibrators=calibrators, conformals=conformals,
+        default=parse_strategy(cfg.strategy).value, member_metrics=member_metrics,
+        strategy_metrics=strategy_metrics, failed_strategies=failed, calibration_split=protocol,
+        config=cfg,
+    )
