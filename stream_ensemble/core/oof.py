@@ -247,7 +247,7 @@ def predict_members(
     with threadpool_limits(1):
         for j in np.flatnonzero(todo):
             try:
-                out[:, j] = _proba_columns(estimators[j], Xa, c)
+                out[:, j] = _proba_columns(estimators[int(j)], Xa, c)
             except Exception as exc:  # noqa: BLE001 -- re-raised with the member index
                 raise ModelPoolError(f"member {j} failed to predict: {exc}") from exc
     return out

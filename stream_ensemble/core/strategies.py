@@ -181,7 +181,7 @@ class _SelectFn:
     of every later, time-limited re-selection.
     """
 
-    def __init__(self, P: Proba, y: Labels, costs: FloatArray, constraints: SelectionConstraints,
+    def __init__(self, P: npt.NDArray[np.floating[Any]], y: Labels, costs: FloatArray, constraints: SelectionConstraints,
                  method: SelectionMethod, reselect_time_limit_s: float) -> None:
         self.P, self.y, self.costs, self.constraints = P, y, costs, constraints
         self.method, self.reselect_time_limit_s = method, reselect_time_limit_s
@@ -189,13 +189,13 @@ class _SelectFn:
 
     def __call__(self, allowed: Mask) -> SelectionResult:
         if self.base is None:
-            result = select(self.P, self.y, costs=self.costs, constraints=self.constraints,
+            result = select(self.P.astype(np.float64), self.y, costs=self.costs, constraints=self.constraints,
                             method=self.method, allowed=allowed)
             self.base = result.mask
             return result
         warm = self.base & allowed
         fast = replace(self.constraints, time_limit_s=self.reselect_time_limit_s)
-        return select(self.P, self.y, costs=self.costs, constraints=fast, method=self.method,
+        return select(self.P.astype(np.float64), self.y, costs=self.costs, constraints=fast, method=self.method,
                       allowed=allowed, incumbent=warm if warm.any() else None)
 
 
@@ -366,12 +366,12 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
     def _make_plan(self, h: Mask) -> _Plan:
         m = self.n_models_
         if not h.any():
-            return _Plan(h, np.zeros(m, bool), np.empty(0, np.intp), None, selection_id(h, h * 0.0, method="none"))
+            return _Plan(h, np.zeros(m, bool), np.empty(0, np.intp), None, selection_id(h, np.zeros(m), method="none"))
         if self.dynamic_ is not None:
             if isinstance(self.dynamic_, RegionSelector):
                 table = self.dynamic_.region_masks(h)
                 sid = selection_id(table.ravel(), np.ones(table.size), method="regions")
-                return _Plan(h, table.any(axis=0), np.arange(m), self._dynamic_combiner, sid)
+                return _Plan(h, np.asarray(table.any(axis=0), dtype=bool), np.arange(m), self._dynamic_combiner, sid)
             sid = selection_id(h, np.ones(m), method="knora_e", k=self.knn_k)
             return _Plan(h, h.copy(), np.arange(m), self._dynamic_combiner, sid)
         params: dict[str, Any] = {}
@@ -396,7 +396,7 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         avail = np.asarray(available)
         if avail.dtype != np.bool_ or avail.ndim != 2 or avail.shape[1] != self.n_models_:
             raise ConfigError(f"available must be an (n, {self.n_models_}) bool array, got {avail.dtype} {avail.shape}")
-        plan = self._plan(avail.any(axis=0))
+        plan = self._plan(np.asarray(avail.any(axis=0), dtype=bool))
         if self.dynamic_ is None or plan.combiner is None:
             row_sel = plan.selection[None, :]
         elif X is None:
