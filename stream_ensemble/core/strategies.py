@@ -36,6 +36,7 @@ with the re-selection among the members that did run (memoised like any other).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -402,8 +403,23 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         elif X is None:
             raise ConfigError(f"strategy {self.spec_.selector.value} needs the feature matrix X")
         else:
-            row_sel = self.dynamic_.masks(X, plan.healthy)
+            # One-slot cache: the serving path asks for proba, used mask, contributions and
+            # exclusion reasons of the same batch, and a KNORA-E neighbour search is not free.
+            # Keyed by content (crc32, ~1 ms per MB), so a buffer reused in place is never stale.
+            Xa = np.ascontiguousarray(X, dtype=np.float64)
+            key = (Xa.shape, zlib.crc32(Xa.data))
+            last = self.__dict__.get("_row_cache")
+            if last is not None and last[0] == key and last[1] is plan:
+                row_sel = last[2]
+            else:
+                row_sel = self.dynamic_.masks(Xa, plan.healthy)
+                self._row_cache = (key, plan, row_sel)
         return plan, row_sel, avail & row_sel
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # a copy: never edit the live __dict__
+        state.pop("_row_cache", None)
+        return state
 
     # ----------------------------------------------------------------------- serving
     def required_members(self, healthy: Mask) -> Mask:

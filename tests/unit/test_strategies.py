@@ -211,3 +211,14 @@ def test_selected_member_failing_whole_batch(data: Data) -> None:
     codes = st.exclusion_reasons(healthy, avail)
     assert (codes[:, 2] == exclusion_code(ExclusionReason.FAILED)).all()
     assert (codes[:, :2] == NO_EXCLUSION).all()
+
+
+def test_dynamic_row_cache_never_stale(data: Data) -> None:
+    _, _, _, X_test, _, P = data
+    st = _fit(data, "knora_e")
+    avail = np.ones(P.shape[:2], bool)
+    X = X_test.copy()
+    first = st.used_mask(avail, X)
+    X[:] = X[::-1]  # the same buffer, new content
+    np.testing.assert_array_equal(st.used_mask(avail, X), first[::-1])
+    assert "_row_cache" not in pickle.loads(pickle.dumps(st)).__dict__
