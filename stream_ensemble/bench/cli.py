@@ -1,0 +1,193 @@
+"""``stream-ensemble bench ...``: benchmark commands (the main CLI adds :data:`bench`).
+
+Errors in the arguments (a missing datasets folder, an unknown dataset or strategy, a bad CSV)
+print one ``Error: ...`` line on stderr and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stream_ensemble.errors import ConfigError
+
+
+@click.group(name="bench")
+def bench() -> None:
+    """Benchmarks that write JSON + Markdown (+ PNG) results."""
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+class BenchUsageError(click.ClickException):
+    """A bad argument: click prints the single line ``Error: <message>`` and exits with 2.
+
+    (``click.UsageError`` would add the usage and a help hint around it.)
+    """
+
+    exit_code = 2
+
+
+def _usage_error(exc: Exception) -> BenchUsageError:
+    return BenchUsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not tear the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+@bench.command(name="accuracy")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder with the shared real datasets (e.g. ../shared/datasets). "
+                   "Required unless --csv is given.")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Result JSON file to write.")
+@click.option("--md", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Markdown report (default: next to --out, same name, .md).")
+@click.option("--png", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Bar chart of relative log-loss reduction (default: next to --out, .png).")
+@click.option("--splits", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Repeated stratified fit 60% / calibration-validation 20% / test 20% splits.")
+@click.option("--datasets", "dataset_names", default=None,
+              help="Comma-separated shared dataset names (default: every one present in --data-dir): "
+                   "adult, mammography, phoneme, spambase, german, pima, banknote, ionosphere, sonar, "
+                   "breast-cancer-wisconsin.")
+@click.option("--max-rows", type=click.IntRange(min=2), default=None,
+              help="Stratified, seeded subsample of any dataset with more rows (bounds the runtime; "
+                   "the rows used are reported).")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
+              help="Run the same protocol on this CSV alone (needs --label).")
+@click.option("--label", default=None, help="Label column of --csv.")
+@click.option("--positive", default=None, help="Positive class value of --csv (default: the rarer one).")
+@click.option("--no-header", is_flag=True, default=False,
+              help="--csv has no header row (columns are then named c0, c1, ...).")
+@click.option("--strategies", "strategy_names", default=None,
+              help="Comma-separated strategies to build (default: all registered).")
+@click.option("--members", "member_names", default=None,
+              help="Comma-separated model ids of the default pool to use (default: all 8: logreg, "
+                   "random_forest, extra_trees, hist_gb, knn, naive_bayes, mlp, decision_tree).")
+@click.option("--no-baselines", is_flag=True, default=False,
+              help="Skip scikit-learn stacking and DESlib KNORA-E.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of split r is seed + r.")
+@click.option("--quiet", is_flag=True, default=False, help="No progress bar and no timing log.")
+def accuracy_cmd(
+    data_dir: Path | None, out: Path, md: Path | None, png: Path | None, splits: int,
+    dataset_names: str | None, max_rows: int | None, csv_path: Path | None, label: str | None,
+    positive: str | None, no_header: bool, strategy_names: str | None, member_names: str | None,
+    no_baselines: bool,
+    seed: int, quiet: bool,
+) -> None:
+    """Test metrics of every member, every strategy and outside baselines on real data.
+
+    Per dataset and split: fit 60% / calibration-validation 20% / test 20% (stratified);
+    members fit with out-of-fold predictions on the fit part; every strategy, calibrator and
+    conformal predictor built; test log loss, accuracy, ROC AUC, Brier and ECE reported for
+    every member, every strategy (calibrated), best_single (best validation log loss),
+    sklearn_stacking, deslib_knora_e and the default strategy, with the relative log-loss
+    reduction against best_single. Writes --out (JSON), --md and --png.
+    """
+    from stream_ensemble.bench import accuracy, datasets, report
+
+    if not quiet:
+        handler = _TqdmHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger = logging.getLogger("stream_ensemble.bench")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # the main CLI may log to stderr too: one line per message
+    try:
+        loaders = _loaders(datasets, data_dir, dataset_names, max_rows, csv_path, label, positive, no_header, seed)
+        strategies = _split_list(strategy_names)
+        config = accuracy.BenchConfig(
+            splits=splits, random_state=seed, baselines=not no_baselines,
+            strategies=tuple(strategies) if strategies else None,
+            pool=accuracy.pool_subset(_split_list(member_names)),
+        )
+        accuracy.check_strategies(config)
+    except ConfigError as exc:
+        raise _usage_error(exc) from None
+    t0 = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = out.with_suffix(".partial.json")
+    partial: dict[str, Any] = {}
+
+    def save_partial(name: str, entry: dict[str, Any]) -> None:
+        # A long run that dies late still leaves the finished datasets on disk.
+        partial[name] = entry
+        partial_path.write_text(json.dumps(_jsonable({"datasets": partial}), indent=2, allow_nan=False) + "\n")
+
+    try:
+        result = accuracy.run_accuracy(loaders, config, progress=not quiet, max_rows=max_rows,
+                                       on_dataset=save_partial)
+    except ConfigError as exc:
+        raise _usage_error(exc) from None
+    result["elapsed_s"] = time.perf_counter() - t0
+    md = md or out.with_suffix(".md")
+    png = png or out.with_suffix(".png")
+    out.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
+    md.write_text(report.render_markdown(result))
+    report.render_png(result, png)
+    partial_path.unlink(missing_ok=True)
+    click.echo(f"wrote {out}, {md}, {png} ({result['elapsed_s']:.0f} s)", err=True)
+
+
+def _loaders(
+    datasets: Any, data_dir: Path | None, names: str | None, max_rows: int | None,
+    csv_path: Path | None, label: str | None, positive: str | None, no_header: bool, seed: int,
+) -> list[Any]:
+    """Zero-argument callables that load each dataset (loaded lazily, one at a time)."""
+    from stream_ensemble.core.data import load_csv
+
+    if csv_path is not None:
+        if label is None:
+            raise ConfigError("--csv needs --label (the label column)")
+        if not csv_path.is_file():
+            raise ConfigError(f"CSV file not found: {csv_path}")
+        data = load_csv(csv_path, label, positive, header=not no_header)
+        return [lambda: data]
+    if label is not None or positive is not None:
+        raise ConfigError("--label / --positive only apply with --csv")
+    folder = datasets.check_data_dir(data_dir)
+    chosen = _split_list(names)
+    present = datasets.available(folder)
+    if chosen is None:
+        chosen = present
+    for n in chosen:
+        datasets.parse_name(n)
+        if n not in present:
+            raise ConfigError(f"dataset {n!r} has no files in {folder}")
+
+    def make(n: str) -> Any:
+        return lambda: datasets.load_shared(n, folder)
+
+    return [make(n) for n in chosen]
+
+
+def _jsonable(x: Any) -> Any:
+    """NaN / inf -> None and numpy scalars -> Python, so the file is strict JSON."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

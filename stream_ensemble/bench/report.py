@@ -1,0 +1,272 @@
+"""Render an accuracy-benchmark result (the JSON of :mod:`stream_ensemble.bench.accuracy`).
+
+:func:`render_markdown` gives one table per dataset (methods x metrics, best value bold), the
+summary table of relative log-loss reduction against the best single model, and the
+calibration / conformal / confidence tables. :func:`render_png` draws a grouped bar chart of
+that reduction per dataset and method (Agg backend, no display needed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Methods of the summary table and chart, in this order (those absent from a result are skipped).
+KEY_METHODS: tuple[str, ...] = (
+    "default", "caruana", "bnb_soft", "bnb_weighted", "bnb_stacking", "stacking_all",
+    "sklearn_stacking", "deslib_knora_e", "soft_voting_all",
+)  # fmt: skip
+_HIGHER_IS_BETTER = {"log_loss": False, "accuracy": True, "roc_auc": True, "brier": False, "ece": False}
+_REL = "relative_log_loss_reduction"
+#: An identity calibrator still clips at 1e-6, moving the ECE by float noise only.
+ECE_TOLERANCE = 1e-9
+# Bars beyond this are clipped (and labelled) so one terrible method does not flatten the rest.
+_CLIP_LOW = -0.5
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _pct(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{100.0 * float(x):+.1f}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _key_methods(result: Mapping[str, Any]) -> list[str]:
+    per = result["datasets"].values()
+    return [m for m in KEY_METHODS if any(m in d["methods"] for d in per)]
+
+
+def _dataset_table(name: str, d: Mapping[str, Any]) -> list[str]:
+    methods: Mapping[str, Mapping[str, Any]] = d["methods"]
+    metrics = [m for m in _HIGHER_IS_BETTER if any(m in v for v in methods.values())]
+    best: dict[str, float] = {}
+    for m in metrics:
+        vals = [v[m] for v in methods.values() if isinstance(v.get(m), float) and math.isfinite(v[m])]
+        if vals:
+            best[m] = max(vals) if _HIGHER_IS_BETTER[m] else min(vals)
+    rows = []
+    for method, v in methods.items():
+        cells = [f"`{method}`"]
+        for m in metrics:
+            s = _fmt(v.get(m))
+            std = v.get(f"{m}_std")
+            if isinstance(std, float) and math.isfinite(std) and std > 0:
+                s += f" ± {std:.3f}"
+            cells.append(f"**{s}**" if m in best and v.get(m) == best[m] else s)
+        cells.append(_pct(v.get(_REL)))
+        rows.append(cells)
+    extra = f"{d.get('rows', '?')} rows"
+    if d.get("rows_total") and d.get("rows_total") != d.get("rows"):
+        extra += f" (stratified subsample of {d['rows_total']})"
+    head = [
+        f"### {name}",
+        "",
+        f"{extra}; best single (chosen on validation): `{d['best_single']}`; default strategy: "
+        f"`{d['default']}`.",
+        "",
+    ]
+    return head + _table(["method", *metrics, "rel. log-loss reduction vs best single"], rows) + [""]
+
+
+def render_markdown(result: Mapping[str, Any]) -> str:
+    """Markdown report of one benchmark result.
+
+    Parameters
+    ----------
+    result : mapping
+        The JSON document written by the accuracy benchmark.
+
+    Returns
+    -------
+    str
+        The report.
+
+    Raises
+    ------
+    KeyError
+        If ``result`` lacks the contract keys (``datasets``, ``summary``, ``protocol``).
+    """
+    datasets: Mapping[str, Any] = result["datasets"]
+    summary: Mapping[str, Any] = result["summary"]
+    protocol: Mapping[str, Any] = result["protocol"]
+    keys = _key_methods(result)
+    lines = [
+        "# Accuracy benchmark",
+        "",
+        f"Protocol: {protocol.get('description', '')}",
+        "",
+        "Strategies are reported on their **calibrated** probabilities (calibrator fit on the "
+        "calibration-validation part); members, `best_single`, `sklearn_stacking` and "
+        "`deslib_knora_e` on their raw probabilities. The uncalibrated strategy numbers are in "
+        "the JSON (`methods_uncalibrated`). Log loss clips probabilities at 1e-15. Values are "
+        f"means over {protocol.get('splits', '?')} splits (± std). Total time "
+        f"{_fmt(result.get('elapsed_s'), 0)} s.",
+        "",
+        "## Summary: relative log-loss reduction vs the best single model",
+        "",
+        "Positive = lower test log loss than the member with the best validation log loss.",
+        "",
+    ]
+    rel = summary["relative_log_loss_reduction"]
+    rows = [[name] + [_pct(rel.get(m, {}).get("per_dataset", {}).get(name)) for m in keys] for name in datasets]
+    rows.append(["**mean**"] + [f"**{_pct(rel.get(m, {}).get('mean'))}**" for m in keys])
+    rows.append(["worst dataset"] + [
+        f"{rel.get(m, {}).get('worst_dataset', '–')} ({_pct(rel.get(m, {}).get('worst'))})" for m in keys
+    ])
+    lines += _table(["dataset", *[f"`{m}`" for m in keys]], rows) + [""]
+    ranking = sorted(
+        ((m, v["mean"]) for m, v in rel.items() if isinstance(v.get("mean"), float) and math.isfinite(v["mean"])),
+        key=lambda t: -t[1],
+    )
+    lines += ["All methods, mean over datasets:", ""]
+    lines += _table(
+        ["method", "mean", "worst dataset"],
+        [[f"`{m}`", _pct(v), f"{rel[m].get('worst_dataset')} ({_pct(rel[m].get('worst'))})"] for m, v in ranking],
+    ) + [""]
+    lines += [
+        f"Best strategy on average: `{summary.get('best_strategy')}` "
+        f"({_pct(summary.get('best_strategy_mean'))}); default: `{summary.get('default')}`.",
+        "",
+    ]
+    goals = summary.get("goals", {})
+    if goals:
+        lines += ["## Goals", ""]
+        lines += _table(["goal", "holds", "detail"], [
+            [g["goal"], "yes" if g["holds"] else "**no**", g.get("detail", "")] for g in goals.values()
+        ]) + [""]
+    lines += _issue4_tables(datasets)
+    lines += ["## Per dataset", ""]
+    for name, d in datasets.items():
+        lines += _dataset_table(name, d)
+    return "\n".join(lines) + "\n"
+
+
+def _issue4_tables(datasets: Mapping[str, Any]) -> list[str]:
+    lines = ["## Calibration, conformal sets, confidence (default strategy)", ""]
+    rows = []
+    for name, d in datasets.items():
+        c = d.get("calibration", {})
+        ok = c.get("ece_after", math.inf) <= c.get("ece_before", -math.inf) + ECE_TOLERANCE
+        rows.append([name, _fmt(c.get("ece_before")), _fmt(c.get("ece_after")), "yes" if ok else "**no**"])
+    lines += ["ECE on test before and after calibration:", ""]
+    lines += _table(["dataset", "ECE before", "ECE after", "after ≤ before"], rows) + [""]
+    levels = sorted({(e["alpha"], bool(e.get("mondrian"))) for d in datasets.values() for e in d.get("conformal", [])})
+    if levels:
+        header = ["dataset"] + [
+            f"α={a} {'Mondrian' if m else 'plain'} (target {1 - a:.2f})" for a, m in levels
+        ]
+        rows = []
+        for name, d in datasets.items():
+            by = {(e["alpha"], bool(e.get("mondrian"))): e for e in d.get("conformal", [])}
+            cells = [name]
+            for lv in levels:
+                e = by.get(lv)
+                if e is None:
+                    cells.append("–")
+                    continue
+                off = abs(e["coverage"] - (1 - lv[0])) > 0.02
+                s = f"{e['coverage']:.3f} (size {e['mean_set_size']:.2f})"
+                cells.append(f"**{s}**" if off else s)
+            rows.append(cells)
+        lines += ["Conformal coverage on test (mean set size); bold = more than 2 points off target:", ""]
+        lines += _table(header, rows) + [""]
+    measures = sorted({k for d in datasets.values() for k in d.get("confidence", {}).get("measures", {})})
+    rows = []
+    for name, d in datasets.items():
+        c = d.get("confidence", {})
+        ok = c.get("selective_accuracy_at_80", -1.0) >= c.get("baseline_selective_accuracy_at_80", 2.0)
+        rows.append([
+            name, _fmt(c.get("selective_accuracy_at_80")), _fmt(c.get("baseline_selective_accuracy_at_80")),
+            "yes" if ok else "**no**", _fmt(c.get("error_auroc")),
+        ] + [_fmt(c.get("measures", {}).get(m)) for m in measures])
+    lines += [
+        "Selective accuracy at 80% coverage (default confidence) vs the baseline (raw top "
+        "probability of soft voting over all members), and error AUROC of each confidence measure:",
+        "",
+    ]
+    lines += _table(
+        ["dataset", "sel. acc@80", "baseline", "≥ baseline", "error AUROC", *[f"`{m}`" for m in measures]], rows
+    ) + [""]
+    return lines
+
+
+def render_png(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Grouped bar chart of the relative log-loss reduction vs the best single model.
+
+    Parameters
+    ----------
+    result : mapping
+        The benchmark JSON document.
+    path : str or Path
+        Where to write the PNG.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    KeyError
+        If ``result`` lacks the contract keys.
+    OSError
+        If the file cannot be written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rel = result["summary"]["relative_log_loss_reduction"]
+    names = list(result["datasets"]) + ["mean"]
+    methods = [m for m in _key_methods(result) if m in rel]
+    values = np.array([
+        [rel[m].get("per_dataset", {}).get(n, np.nan) if n != "mean" else rel[m].get("mean", np.nan) for n in names]
+        for m in methods
+    ], dtype=float) * 100.0
+    width = 0.8 / max(len(methods), 1)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(11.0, 1.3 * len(names) + 4), 6.0))
+    cmap = plt.get_cmap("tab10")
+    low = _CLIP_LOW * 100.0
+    for k, m in enumerate(methods):
+        v = values[k]
+        shown = np.clip(np.nan_to_num(v, nan=0.0), low, None)
+        pos = x - 0.4 + width * (k + 0.5)
+        ax.bar(pos, shown, width, label=m, color=cmap(k % 10), edgecolor="black" if m == "default" else None,
+               linewidth=1.2 if m == "default" else 0)
+        for xi, vi in zip(pos, v):
+            if math.isfinite(vi) and vi < low:
+                ax.text(xi, low, f"{vi:.0f}%", rotation=90, ha="center", va="bottom", fontsize=7, color="white")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.axvspan(len(names) - 1.5, len(names) - 0.5, color="0.92", zorder=0)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    top = np.nanmax(values) if np.isfinite(values).any() else 10.0
+    ax.set_ylim(low - 2, max(top, 5.0) + 5)
+    ax.set_ylabel("test log-loss reduction vs best single model (%)")
+    ax.set_title("Relative log-loss reduction vs the best single member (chosen on validation)\n"
+                 f"bars below {low:.0f}% are clipped and labelled")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="method")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,182 @@
+"""The accuracy benchmark: metric oracles, aggregation, goals, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sklearn.base import BaseEstimator
+from sklearn.datasets import make_classification
+
+from stream_ensemble.bench import accuracy, report
+from stream_ensemble.bench.cli import _jsonable, bench
+from stream_ensemble.core.data import Dataset, from_frame, load_bundled
+from stream_ensemble.errors import ConfigError
+
+SMALL_POOL = ("logreg", "naive_bayes", "decision_tree")
+
+
+def test_proba_metrics_oracle_and_clipping() -> None:
+    y = np.array([1, 0, 1, 0])
+    p = np.array([1.0, 0.0, 0.0, 0.5])  # row 3 is confidently wrong with an exact 0
+    m = accuracy.proba_metrics(p, y)
+    # -log(1e-15) for the exact-0 true class, -log(0.5) for the last row, 0 for the others.
+    assert m["log_loss"] == pytest.approx((-math.log(1e-15) - math.log(0.5)) / 4, rel=1e-6)
+    assert m["accuracy"] == pytest.approx(0.75)  # 0.5 counts as class 1
+    assert m["brier"] == pytest.approx((0 + 0 + 1 + 0.25) / 4)
+    assert m["roc_auc"] == pytest.approx(0.625)
+    assert set(m) == set(accuracy.METRIC_NAMES)
+
+
+def test_relative_reduction() -> None:
+    assert accuracy.relative_reduction(0.9, 1.0) == pytest.approx(0.1)
+    assert accuracy.relative_reduction(1.2, 1.0) == pytest.approx(-0.2)
+    assert math.isnan(accuracy.relative_reduction(1.0, 0.0))
+
+
+def test_aggregate_methods_mean_std_and_reduction_per_split() -> None:
+    per_split = [
+        {"best_single": {k: 1.0 for k in accuracy.METRIC_NAMES}, "a": {k: 0.5 for k in accuracy.METRIC_NAMES}},
+        {"best_single": {k: 2.0 for k in accuracy.METRIC_NAMES}, "a": {k: 2.0 for k in accuracy.METRIC_NAMES},
+         "only_here": {k: 0.0 for k in accuracy.METRIC_NAMES}},
+    ]
+    out = accuracy._aggregate_methods(per_split, "best_single")
+    assert set(out) == {"best_single", "a"}  # a method missing from one split is dropped
+    assert out["a"]["log_loss"] == pytest.approx(1.25) and out["a"]["log_loss_std"] == pytest.approx(0.75)
+    # (1 - 0.5) / 1 = 0.5 and (2 - 2) / 2 = 0: the mean of per-split reductions, not of means.
+    assert out["a"][accuracy.REL_LL] == pytest.approx(0.25)
+
+
+def _entry(rel_default: float, rel_stack: float, ece: tuple[float, float], cov: float, sel: tuple[float, float]) -> dict:
+    return {
+        "strategies": ["caruana"], "default": "caruana", "n_test": 1000, "splits": 1,
+        "methods": {"default": {accuracy.REL_LL: rel_default}, "caruana": {accuracy.REL_LL: rel_default},
+                    "sklearn_stacking": {accuracy.REL_LL: rel_stack}, "best_single": {accuracy.REL_LL: 0.0}},
+        "calibration": {"ece_before": ece[0], "ece_after": ece[1]},
+        "conformal": [{"alpha": 0.1, "mondrian": False, "coverage": cov, "mean_set_size": 1.0}],
+        "confidence": {"selective_accuracy_at_80": sel[0], "baseline_selective_accuracy_at_80": sel[1],
+                       "measures": {"top_proba": 0.7}},
+    }
+
+
+def test_summarise_goals() -> None:
+    good = {"a": _entry(0.10, 0.02, (0.05, 0.03), 0.905, (0.95, 0.94)),
+            "b": _entry(0.04, 0.03, (0.05, 0.05), 0.89, (0.90, 0.90))}
+    s = accuracy.summarise(good)
+    assert s["relative_log_loss_reduction"]["default"]["mean"] == pytest.approx(0.07)
+    assert s["relative_log_loss_reduction"]["default"]["worst_dataset"] == "b"
+    assert s["best_strategy"] == "caruana"
+    assert all(g["holds"] for g in s["goals"].values()), s["goals"]
+    bad = {"a": _entry(0.10, 0.20, (0.05, 0.06), 0.85, (0.90, 0.91)),
+           "b": _entry(-0.02, 0.0, (0.05, 0.03), 0.90, (0.9, 0.9))}
+    g = accuracy.summarise(bad)["goals"]
+    assert not g["default_never_worse_than_1pct"]["holds"] and "b" in g["default_never_worse_than_1pct"]["detail"]
+    assert not g["default_beats_sklearn_stacking"]["holds"]
+    assert not g["ece_after_le_before"]["holds"] and g["ece_after_le_before"]["detail"] == "a"
+    assert not g["conformal_coverage_within_2pts"]["holds"]
+    assert not g["selective_accuracy_ge_baseline"]["holds"]
+    assert not g["default_mean_ge_5pct"]["holds"]  # mean 4%
+
+
+def test_deslib_shim_is_scoped() -> None:
+    had = "_validate_data" in BaseEstimator.__dict__
+    with accuracy.deslib_shim():
+        assert hasattr(BaseEstimator, "_validate_data")
+    assert ("_validate_data" in BaseEstimator.__dict__) == had
+
+
+def test_config_and_name_errors() -> None:
+    with pytest.raises(ConfigError, match="splits"):
+        accuracy.BenchConfig(splits=0)
+    with pytest.raises(ConfigError):
+        accuracy.check_strategies(accuracy.BenchConfig(strategies=("no_such_strategy",)))
+    with pytest.raises(ConfigError, match="unknown member"):
+        accuracy.pool_subset(["logreg", "xgboost"])
+    assert [s.model_id for s in accuracy.pool_subset(SMALL_POOL)(0)] == list(SMALL_POOL)
+
+
+def _mixed_dataset() -> Dataset:
+    """A generated table with a categorical column and missing values (400 rows)."""
+    X, y = make_classification(400, n_features=4, n_informative=3, n_redundant=0, random_state=1)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    frame["colour"] = np.where(X[:, 0] > 0, "red", "blue")
+    frame.loc[::17, "b"] = np.nan
+    frame["target"] = np.where(y == 1, "yes", "no")
+    return from_frame(frame, "target", "yes", "generated")
+
+
+@pytest.fixture(scope="module")
+def tiny_result() -> dict:
+    bundled = load_bundled()
+    data = [bundled.subset(np.arange(0, bundled.n_rows, 2)), _mixed_dataset()]
+    config = accuracy.BenchConfig(splits=1, pool=accuracy.pool_subset(SMALL_POOL))
+    return accuracy.run_accuracy(data, config, progress=False)
+
+
+def test_tiny_end_to_end_follows_the_contract(tiny_result: dict, tmp_path: Path) -> None:
+    from stream_ensemble.core.strategies import STRATEGIES
+
+    doc = json.loads(json.dumps(_jsonable(tiny_result), allow_nan=False))  # strict JSON
+    assert set(doc) >= {"datasets", "summary", "protocol", "elapsed_s"}
+    assert set(doc["datasets"]) == {"breast_cancer", "generated"}
+    for entry in doc["datasets"].values():
+        methods = entry["methods"]
+        expected = {*SMALL_POOL, *(s.value for s in STRATEGIES), "best_single", "sklearn_stacking",
+                    "deslib_knora_e", "default"}
+        assert expected <= set(methods), expected - set(methods)
+        for m in expected:
+            assert {"log_loss", "accuracy", "roc_auc", "brier", "ece"} <= set(methods[m])
+            assert 0.0 <= methods[m]["accuracy"] <= 1.0 and methods[m]["log_loss"] >= 0.0
+        assert entry["best_single"] in SMALL_POOL
+        assert methods["best_single"]["log_loss"] == methods[entry["best_single"]]["log_loss"]
+        assert methods["default"] == methods[entry["default"]]
+        assert methods["best_single"]["relative_log_loss_reduction"] == 0.0
+        assert set(entry["calibration"]) == {"ece_before", "ece_after"}
+        levels = {(c["alpha"], c["mondrian"]) for c in entry["conformal"]}
+        assert levels == {(0.05, False), (0.05, True), (0.1, False), (0.1, True)}
+        assert all(0.0 <= c["coverage"] <= 1.0 for c in entry["conformal"])
+        conf = entry["confidence"]
+        assert {"error_auroc", "selective_accuracy_at_80", "baseline_selective_accuracy_at_80"} <= set(conf)
+        assert set(conf["measures"]) >= {"top_proba", "top_x_agreement"}
+        assert set(entry["methods_uncalibrated"]) >= {s.value for s in STRATEGIES}
+    rel = doc["summary"]["relative_log_loss_reduction"]
+    assert rel["best_single"]["mean"] == 0.0
+    assert doc["summary"]["best_strategy"] in {s.value for s in STRATEGIES}
+    md = report.render_markdown(tiny_result)
+    assert "## Summary" in md and "### generated" in md and "calibrated" in md
+    png = report.render_png(tiny_result, tmp_path / "chart.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_cli_csv_run_writes_json_md_png(tmp_path: Path) -> None:
+    X, y = make_classification(300, n_features=3, n_informative=2, n_redundant=0, random_state=2)
+    frame = pd.DataFrame(X, columns=["u", "v", "w"])
+    frame["label"] = y
+    csv = tmp_path / "toy.csv"
+    frame.to_csv(csv, index=False)
+    out = tmp_path / "res" / "toy.json"
+    res = CliRunner().invoke(bench, [
+        "accuracy", "--csv", str(csv), "--label", "label", "--positive", "1", "--out", str(out),
+        "--splits", "1", "--members", ",".join(SMALL_POOL), "--strategies", "caruana,soft_voting_all",
+        "--no-baselines", "--quiet",
+    ])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert list(doc["datasets"]) == ["toy"]
+    assert set(doc["datasets"]["toy"]["strategies"]) == {"caruana", "soft_voting_all"}
+    assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
+    assert not out.with_suffix(".partial.json").exists()
+
+
+def test_cli_csv_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(bench, ["accuracy", "--csv", str(tmp_path / "none.csv"), "--label", "y",
+                                "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and res.output.startswith("Error: CSV file not found")
+    res = runner.invoke(bench, ["accuracy", "--csv", str(tmp_path / "none.csv"), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and "--label" in res.output
