@@ -33,10 +33,12 @@ train: install  ## train the default pool and ensemble into var/registry
 demo: install up  ## end-to-end demo on the real broker and Redis; last stdout line is JSON
 	@$(BIN)/stream-ensemble demo
 
+# make test stops only the servers it started itself (its own record file), so a developer's
+# running broker survives `make test`.
 test: install  ## start the servers, run every test tier, stop what was started
-	@bash ops/up.sh
+	@UP_RECORD=var/started-by-make-test bash ops/up.sh
 	@status=0; $(BIN)/python -m pytest -q -p no:cacheprovider || status=$$?; \
-	  bash ops/down.sh; exit $$status
+	  UP_RECORD=var/started-by-make-test bash ops/down.sh; exit $$status
 
 test-unit: install  ## unit + contract tests only (no servers)
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration"
