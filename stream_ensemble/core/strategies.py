@@ -182,8 +182,9 @@ class _SelectFn:
     of every later, time-limited re-selection.
     """
 
-    def __init__(self, P: npt.NDArray[np.floating[Any]], y: Labels, costs: FloatArray, constraints: SelectionConstraints,
-                 method: SelectionMethod, reselect_time_limit_s: float) -> None:
+    def __init__(self, P: npt.NDArray[np.floating[Any]], y: Labels, costs: FloatArray,
+                 constraints: SelectionConstraints, method: SelectionMethod,
+                 reselect_time_limit_s: float) -> None:
         self.P, self.y, self.costs, self.constraints = P, y, costs, constraints
         self.method, self.reselect_time_limit_s = method, reselect_time_limit_s
         self.base: Mask | None = None
@@ -220,6 +221,119 @@ def _cv_log_loss(name: CombinerName, P: Proba, y: Labels, random_state: int, n_s
     return float(np.mean(losses))
 
 
+class _Planner:
+    """Fitted state behind a strategy: a plan per healthy set, a combiner per selection.
+
+    Both are memoised; the OOF predictions are kept (float32) for the refits.
+    """
+
+    def __init__(self, spec: StrategySpec, P32: npt.NDArray[np.float32], y: Labels, costs: FloatArray,
+                 constraints: SelectionConstraints, *, reselect_time_limit_s: float, n_regions: int,
+                 knn_k: int, random_state: int, X: Matrix | None) -> None:
+        self.spec, self.P_oof, self.y, self.costs, self.constraints = spec, P32, y, costs, constraints
+        self.reselect_time_limit_s, self.n_regions, self.knn_k = reselect_time_limit_s, n_regions, knn_k
+        self.random_state = random_state
+        self.n_models = P32.shape[1]
+        self.plans: dict[bytes, _Plan] = {}
+        self.fits: dict[str, Combiner] = {}
+        self.selector = spec.selector
+        self.variant_scores: dict[str, float] = {}
+        self.dynamic: RegionSelector | KnoraE | None = None
+        self.cache: SelectionCache | None = None
+        if self.selector in _DYNAMIC:
+            self._fit_dynamic(X)
+        elif self.selector is not SelectorKind.ALL:
+            self._fit_static()
+        self.plan(np.ones(self.n_models, dtype=bool))  # the all-healthy plan now, not on the hot path
+
+    def _fit_static(self) -> None:
+        bnb = SelectionMethod.CARUANA if self.selector is SelectorKind.CARUANA else SelectionMethod.BRANCH_AND_BOUND
+        fn = _SelectFn(self.P_oof, self.y, self.costs, self.constraints, bnb, self.reselect_time_limit_s)
+        self.cache = SelectionCache(fn)
+        if self.selector is SelectorKind.ALL_OR_BNB:
+            sub = self.cache.get(np.ones(self.n_models, dtype=bool)).mask
+            P = self.P_oof.astype(np.float64)
+            scores = {SelectorKind.ALL: _cv_log_loss(self.spec.combiner, P, self.y, self.random_state),
+                      SelectorKind.BNB: _cv_log_loss(self.spec.combiner, P[:, sub], self.y, self.random_state)}
+            self.variant_scores = {k.value: v for k, v in scores.items()}
+            # Ties go to the B&B subset: same loss, fewer members to run.
+            better_all = scores[SelectorKind.ALL] < scores[SelectorKind.BNB]
+            self.selector = SelectorKind.ALL if better_all else SelectorKind.BNB
+
+    def _fit_dynamic(self, X: Matrix | None) -> None:
+        if X is None:
+            raise ConfigError(f"strategy {self.spec.selector.value} needs the OOF feature matrix X")
+        P = self.P_oof.astype(np.float64)
+        if self.selector is SelectorKind.REGIONS:
+            self.dynamic = RegionSelector(n_regions=self.n_regions, constraints=self.constraints,
+                                          reselect_time_limit_s=self.reselect_time_limit_s,
+                                          random_state=self.random_state).fit(X, P, self.y, self.costs)
+        else:
+            self.dynamic = KnoraE(k=self.knn_k).fit(X, P, self.y, self.costs)
+        self.dynamic_combiner = make_combiner(self.spec.combiner).fit(P, self.y)
+
+    def plan(self, healthy: Mask) -> _Plan:
+        """The (memoised) plan for a healthy set, shape (n_models,) bool."""
+        key = np.ascontiguousarray(healthy).tobytes()
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self.plans[key] = self._make_plan(healthy.copy())
+            # A batch where exactly the selection ran maps back to this plan (module docstring).
+            self.plans.setdefault(np.ascontiguousarray(plan.selection).tobytes(), plan)
+        return plan
+
+    def _make_plan(self, h: Mask) -> _Plan:
+        m = self.n_models
+        if not h.any():
+            sid = selection_id(h, np.zeros(m), method="none")
+            return _Plan(h, np.zeros(m, bool), np.empty(0, np.intp), None, sid)
+        if self.dynamic is not None:
+            if isinstance(self.dynamic, RegionSelector):
+                table = self.dynamic.region_masks(h)
+                sid = selection_id(table.ravel(), np.ones(table.size), method="regions")
+                return _Plan(h, np.asarray(table.any(axis=0), dtype=bool), np.arange(m), self.dynamic_combiner, sid)
+            sid = selection_id(h, np.ones(m), method="knora_e", k=self.knn_k)
+            return _Plan(h, h.copy(), np.arange(m), self.dynamic_combiner, sid)
+        params: dict[str, Any] = {}
+        if self.selector is SelectorKind.ALL:
+            sel, sid = h.copy(), selection_id(h, h / h.sum(), method="all")
+        else:
+            assert self.cache is not None
+            result = self.cache.get(h)
+            sel, sid = result.mask, result.selection_id
+            if self.selector is SelectorKind.CARUANA:
+                params["weights"] = result.weights[sel]
+        cols = np.flatnonzero(sel)
+        combiner = self.fits.get(sid)
+        if combiner is None:
+            P = self.P_oof[:, cols].astype(np.float64)
+            combiner = self.fits[sid] = make_combiner(self.spec.combiner, **params).fit(P, self.y)
+        return _Plan(h, sel, cols, combiner, sid)
+
+    def row_selection(self, plan: _Plan, X: Matrix | None) -> Mask:
+        """Per-row selection, broadcastable to (n_events, n_models)."""
+        if self.dynamic is None or plan.combiner is None:
+            return plan.selection[None, :]
+        if X is None:
+            raise ConfigError(f"strategy {self.spec.selector.value} needs the feature matrix X")
+        # One-slot cache: the serving path asks for proba, used mask, contributions and
+        # exclusion reasons of the same batch, and a KNORA-E neighbour search is not free.
+        # Keyed by content (crc32, ~1 ms per MB), so a buffer reused in place is never stale.
+        Xa = np.ascontiguousarray(X, dtype=np.float64)
+        key = (Xa.shape, zlib.crc32(Xa.data))
+        last = self.__dict__.get("_row_cache")
+        if last is not None and last[0] == key and last[1] is plan:
+            return last[2]  # type: ignore[no-any-return]
+        row_sel = self.dynamic.masks(Xa, plan.healthy)
+        self._row_cache = (key, plan, row_sel)
+        return row_sel
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_row_cache", None)
+        return state
+
+
 class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
     """A fitted member selection + combiner, served under a changing healthy set.
 
@@ -248,11 +362,12 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
         3-fold CV log loss on the OOF rows; ties go to ``bnb``, the cheaper one).
     variant_scores_ : dict of str to float
         Those CV log losses (``boosting`` only).
-    P_oof_ : ndarray of float32, shape (n_oof, n_models, n_classes)
-        Stored OOF predictions, for refits after health changes.
-    y_, costs_ : ndarray of shapes (n_oof,), (n_models,)
+    costs_ : ndarray of shape (n_models,)
     class_prior_ : ndarray of shape (n_classes,)
-    dynamic_ : RegionSelector or KnoraE or None
+        Class frequencies of the OOF labels (served to rows without any used member).
+    planner_ : _Planner
+        Stored OOF predictions (float32, for refits after health changes), selection cache,
+        dynamic selector and the memoised plans.
     """
 
     def __init__(self, name: str | StrategyName = DEFAULT_STRATEGY, member_names: Sequence[str] | None = None,
@@ -306,120 +421,48 @@ class EnsembleStrategy(BaseEstimator):  # type: ignore[misc]
             raise ConfigError(f"{len(names)} member_names for {m} members")
         self.member_names_ = names
         self.n_models_, self.n_classes_ = m, c
-        self.P_oof_ = clean.astype(np.float32)
-        self.y_, self.costs_ = labels, cost
         self.class_prior_ = np.bincount(labels, minlength=c) / n
         self.constraints_ = self.constraints or SelectionConstraints()
-        self._plans: dict[bytes, _Plan] = {}
-        self._fits: dict[str, Combiner] = {}
-        self.selector_ = self.spec_.selector
-        self.variant_scores_: dict[str, float] = {}
-        self.dynamic_: RegionSelector | KnoraE | None = None
-        self.cache_: SelectionCache | None = None
-        if self.selector_ in _DYNAMIC:
-            self._fit_dynamic(X)
-        elif self.selector_ is not SelectorKind.ALL:
-            self._fit_static()
-        self._plan(np.ones(m, dtype=bool))  # fit the all-healthy plan now, not on the hot path
+        self.planner_ = _Planner(self.spec_, clean.astype(np.float32), labels, cost, self.constraints_,
+                                 reselect_time_limit_s=self.reselect_time_limit_s, n_regions=self.n_regions,
+                                 knn_k=self.knn_k, random_state=self.random_state, X=X)
         return self
 
-    def _fit_static(self) -> None:
-        bnb = SelectionMethod.CARUANA if self.selector_ is SelectorKind.CARUANA else SelectionMethod.BRANCH_AND_BOUND
-        fn = _SelectFn(self.P_oof_, self.y_, self.costs_, self.constraints_, bnb, self.reselect_time_limit_s)
-        self.cache_ = SelectionCache(fn)
-        if self.selector_ is SelectorKind.ALL_OR_BNB:
-            sub = self.cache_.get(np.ones(self.n_models_, dtype=bool)).mask
-            P = self.P_oof_.astype(np.float64)
-            scores = {SelectorKind.ALL: _cv_log_loss(self.spec_.combiner, P, self.y_, self.random_state),
-                      SelectorKind.BNB: _cv_log_loss(self.spec_.combiner, P[:, sub], self.y_, self.random_state)}
-            self.variant_scores_ = {k.value: v for k, v in scores.items()}
-            self.selector_ = SelectorKind.ALL if scores[SelectorKind.ALL] < scores[SelectorKind.BNB] else SelectorKind.BNB
+    @property
+    def selector_(self) -> SelectorKind:
+        """The selector in use (see the class docstring)."""
+        return self.planner_.selector
 
-    def _fit_dynamic(self, X: Matrix | None) -> None:
-        if X is None:
-            raise ConfigError(f"strategy {self.spec_.selector.value} needs the OOF feature matrix X")
-        P = self.P_oof_.astype(np.float64)
-        if self.selector_ is SelectorKind.REGIONS:
-            self.dynamic_ = RegionSelector(n_regions=self.n_regions, constraints=self.constraints_,
-                                           reselect_time_limit_s=self.reselect_time_limit_s,
-                                           random_state=self.random_state).fit(X, P, self.y_, self.costs_)
-        else:
-            self.dynamic_ = KnoraE(k=self.knn_k).fit(X, P, self.y_, self.costs_)
-        self._dynamic_combiner = make_combiner(self.spec_.combiner).fit(P, self.y_)
+    @property
+    def variant_scores_(self) -> dict[str, float]:
+        """Inner-CV log losses of the ``boosting`` variants (empty otherwise)."""
+        return self.planner_.variant_scores
+
+    @property
+    def costs_(self) -> FloatArray:
+        """Member costs the strategy was fit with, shape (n_models,)."""
+        return self.planner_.costs
+
+    def _plan(self, healthy: Mask) -> _Plan:
+        return self.planner_.plan(healthy)
 
     # ------------------------------------------------------------------------- plans
     def _check_healthy(self, healthy: Any) -> Mask:
-        check_is_fitted(self, "P_oof_")
+        check_is_fitted(self, "planner_")
         h = np.asarray(healthy)
         if h.dtype != np.bool_ or h.shape != (self.n_models_,):
             raise ConfigError(f"healthy must be a ({self.n_models_},) bool array, got {h.dtype} {h.shape}")
         return h
 
-    def _plan(self, healthy: Mask) -> _Plan:
-        key = np.ascontiguousarray(healthy).tobytes()
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = self._make_plan(healthy.copy())
-            # A batch where exactly the selection ran maps back to this plan (module docstring).
-            self._plans.setdefault(np.ascontiguousarray(plan.selection).tobytes(), plan)
-        return plan
-
-    def _make_plan(self, h: Mask) -> _Plan:
-        m = self.n_models_
-        if not h.any():
-            return _Plan(h, np.zeros(m, bool), np.empty(0, np.intp), None, selection_id(h, np.zeros(m), method="none"))
-        if self.dynamic_ is not None:
-            if isinstance(self.dynamic_, RegionSelector):
-                table = self.dynamic_.region_masks(h)
-                sid = selection_id(table.ravel(), np.ones(table.size), method="regions")
-                return _Plan(h, np.asarray(table.any(axis=0), dtype=bool), np.arange(m), self._dynamic_combiner, sid)
-            sid = selection_id(h, np.ones(m), method="knora_e", k=self.knn_k)
-            return _Plan(h, h.copy(), np.arange(m), self._dynamic_combiner, sid)
-        params: dict[str, Any] = {}
-        if self.selector_ is SelectorKind.ALL:
-            sel, sid = h.copy(), selection_id(h, h / h.sum(), method="all")
-        else:
-            assert self.cache_ is not None
-            result = self.cache_.get(h)
-            sel, sid = result.mask, result.selection_id
-            if self.selector_ is SelectorKind.CARUANA:
-                params["weights"] = result.weights[sel]
-        cols = np.flatnonzero(sel)
-        combiner = self._fits.get(sid)
-        if combiner is None:
-            P = self.P_oof_[:, cols].astype(np.float64)
-            combiner = self._fits[sid] = make_combiner(self.spec_.combiner, **params).fit(P, self.y_)
-        return _Plan(h, sel, cols, combiner, sid)
-
     def _resolve(self, available: Any, X: Matrix | None) -> tuple[_Plan, Mask, Mask]:
         """Plan, per-row selection (broadcastable to (n, m)) and used mask (n, m)."""
-        check_is_fitted(self, "P_oof_")
+        check_is_fitted(self, "planner_")
         avail = np.asarray(available)
         if avail.dtype != np.bool_ or avail.ndim != 2 or avail.shape[1] != self.n_models_:
             raise ConfigError(f"available must be an (n, {self.n_models_}) bool array, got {avail.dtype} {avail.shape}")
         plan = self._plan(np.asarray(avail.any(axis=0), dtype=bool))
-        if self.dynamic_ is None or plan.combiner is None:
-            row_sel = plan.selection[None, :]
-        elif X is None:
-            raise ConfigError(f"strategy {self.spec_.selector.value} needs the feature matrix X")
-        else:
-            # One-slot cache: the serving path asks for proba, used mask, contributions and
-            # exclusion reasons of the same batch, and a KNORA-E neighbour search is not free.
-            # Keyed by content (crc32, ~1 ms per MB), so a buffer reused in place is never stale.
-            Xa = np.ascontiguousarray(X, dtype=np.float64)
-            key = (Xa.shape, zlib.crc32(Xa.data))
-            last = self.__dict__.get("_row_cache")
-            if last is not None and last[0] == key and last[1] is plan:
-                row_sel = last[2]
-            else:
-                row_sel = self.dynamic_.masks(Xa, plan.healthy)
-                self._row_cache = (key, plan, row_sel)
+        row_sel = self.planner_.row_selection(plan, X)
         return plan, row_sel, avail & row_sel
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())  # a copy: never edit the live __dict__
-        state.pop("_row_cache", None)
-        return state
 
     # ----------------------------------------------------------------------- serving
     def required_members(self, healthy: Mask) -> Mask:

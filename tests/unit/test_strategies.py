@@ -17,7 +17,6 @@ from stream_ensemble.core.strategies import (
     STRATEGIES,
     EnsembleStrategy,
     SelectorKind,
-    StrategyName,
     fit_strategy,
 )
 from stream_ensemble.core.zoo import default_pool
@@ -221,4 +220,5 @@ def test_dynamic_row_cache_never_stale(data: Data) -> None:
     first = st.used_mask(avail, X)
     X[:] = X[::-1]  # the same buffer, new content
     np.testing.assert_array_equal(st.used_mask(avail, X), first[::-1])
-    assert "_row_cache" not in pickle.loads(pickle.dumps(st)).__dict__
+    assert "_row_cache" in st.planner_.__dict__
+    assert "_row_cache" not in pickle.loads(pickle.dumps(st)).planner_.__dict__
