@@ -60,6 +60,13 @@ class Group(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # third-party failures: still one line (--debug for the traceback)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            ctx.exit(1)
 
 
 def _pin_threads() -> None:

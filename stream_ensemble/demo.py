@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import click
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from stream_ensemble.adapters.kafka import ensure_topics
 from stream_ensemble.core.data import load_bundled
@@ -107,21 +108,35 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
     return run
 
 
-def _end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
+def _end_offsets(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[TopicPartition]:
+    """Current end offset of every partition of ``topic``.
+
+    Retries while a just-created topic has no leader yet (NOT_LEADER_FOR_PARTITION).
+    """
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-probe-{uuid.uuid4().hex[:6]}"})
+    deadline = time.monotonic() + timeout_s
     try:
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        parts = []
-        for p in md.partitions:
-            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            parts.append(TopicPartition(topic, p, high))
-        return parts
+        while True:
+            try:
+                md = c.list_topics(topic, timeout=10).topics[topic]
+                return [
+                    TopicPartition(topic, p, c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                    for p in md.partitions
+                ]
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise KafkaAdapterError(f"cannot read end offsets of {topic}: {exc}") from exc
+                time.sleep(0.5)
     finally:
         c.close()
 
 
-def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_s: float) -> tuple[dict[str, dict[str, Any]], set[str], float]:
-    """Read scores and DLQ from ``start`` until every event of ``run`` is accounted for."""
+def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_s: float,
+             alive: Callable[[], bool]) -> tuple[dict[str, dict[str, Any]], set[str], float]:
+    """Read scores and DLQ from ``start`` until every event of ``run`` is accounted for.
+
+    Stops early when ``alive()`` turns False (the worker died) and nothing more arrives.
+    """
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{run.run_id}", "enable.auto.commit": False})
     c.assign(start)
     scored: dict[str, dict[str, Any]] = {}
@@ -133,7 +148,10 @@ def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_
         while time.monotonic() < deadline:
             if len(scored) >= run.produced_valid and dead >= wanted_bad:
                 break
-            for msg in c.consume(num_messages=5000, timeout=0.5):
+            batch = c.consume(num_messages=5000, timeout=0.5)
+            if not batch and not alive():
+                break
+            for msg in batch:
                 if msg.error():
                     continue
                 doc = orjson.loads(msg.value())
@@ -177,7 +195,7 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
     try:
         echo(f"== publishing {n_events} held-out feature events + {n_malformed} malformed ones")
         run = produce_events(bootstrap, registry, n_events, n_malformed)
-        scored, dead, last = _collect(bootstrap, start, run, timeout_s)
+        scored, dead, last = _collect(bootstrap, start, run, timeout_s, lambda: worker.poll() is None)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
