@@ -19,6 +19,7 @@ from stream_ensemble.types import DeadLetter, Event
 
 SCHEMA_VERSION = 1
 _EXPLAIN = frozenset(("none", "summary", "full"))
+_FEATURE_TYPES = frozenset((int, float, str, type(None)))
 
 
 class DecodeError(SchemaError):
@@ -70,8 +71,9 @@ def decode_event(value: bytes | None) -> Event:
     features = doc.get("features")
     if not isinstance(features, dict) or not features:
         raise DecodeError("schema", "features must be a non-empty object", eid)
+    # Exact class test: one set lookup per value, and bool (a subclass of int) is rejected.
     for name, v in features.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, str))):
+        if v.__class__ not in _FEATURE_TYPES:
             raise DecodeError("schema", f"feature {name!r} must be a number, string or null", eid)
     explain = doc.get("explain")
     if explain is not None and explain not in _EXPLAIN:

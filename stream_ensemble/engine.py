@@ -185,25 +185,29 @@ class ScoringService:
         """The event-independent part of each scored event (what the cache stores)."""
         tags = self.ensemble.member_tags
         names = self.ensemble.class_names
-        pos = batch.proba[:, 1].tolist()
-        conf = batch.confidence.tolist()
+        pos = np.round(batch.proba[:, 1], 6).tolist()
+        conf = np.round(batch.confidence, 6).tolist()
         dec = batch.decision.tolist()
         unc = {k: np.round(v, 6).tolist() for k, v in batch.uncertainty.items()}
         member = np.round(batch.member_positive, 6)
-        ran = ~np.isnan(member)
+        ran = (~np.isnan(member)).tolist()
+        member_l = member.tolist()
+        used_l = batch.used.tolist()
+        sets_l = batch.prediction_set.tolist()
+        classes = range(len(names))
         bodies = []
         for i in range(len(pos)):
-            used_idx = np.flatnonzero(batch.used[i])
+            used_i, ran_i, member_i = used_l[i], ran[i], member_l[i]
             bodies.append(
                 {
-                    "probability": round(pos[i], 6),
+                    "probability": pos[i],
                     "decision": dec[i],
                     "label": names[dec[i]],
-                    "confidence": round(conf[i], 6),
-                    "prediction_set": np.flatnonzero(batch.prediction_set[i]).tolist(),
+                    "confidence": conf[i],
+                    "prediction_set": [k for k in classes if sets_l[i][k]],
                     "uncertainty": {k: v[i] for k, v in unc.items()},
-                    "models_used": [tags[j] for j in used_idx],
-                    "model_probabilities": {tags[j]: float(member[i, j]) for j in np.flatnonzero(ran[i])},
+                    "models_used": [t for t, u in zip(tags, used_i) if u],
+                    "model_probabilities": {t: p for t, r, p in zip(tags, ran_i, member_i) if r},
                     "cache_hit": False,
                     "explanation": batch.explanations[i],
                 }

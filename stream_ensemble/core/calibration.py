@@ -163,6 +163,11 @@ class EnsembleCalibrator(BaseEstimator):  # type: ignore[misc]
         fewer than 2 rows of a class ``auto`` keeps ``none``).
     random_state : int, default=0
         Seed of the fold shuffle.
+    isotonic_min_rows : int, default=1000
+        ``auto`` considers isotonic only with at least this many rows. A step map fit on a
+        few dozen rows can send a real positive to ~0 and blow up test log loss (seen on a
+        70-row calibration half); scikit-learn likewise advises against isotonic with far
+        fewer than 1,000 calibration samples.
 
     Attributes
     ----------
@@ -184,10 +189,12 @@ class EnsembleCalibrator(BaseEstimator):  # type: ignore[misc]
     (1,)
     """
 
-    def __init__(self, method: str = "auto", cv: int = 5, random_state: int = 0) -> None:
+    def __init__(self, method: str = "auto", cv: int = 5, random_state: int = 0,
+                 isotonic_min_rows: int = 1000) -> None:
         self.method = method
         self.cv = cv
         self.random_state = random_state
+        self.isotonic_min_rows = isotonic_min_rows
 
     def fit(self, p: npt.ArrayLike, y: npt.ArrayLike) -> EnsembleCalibrator:
         """Fit the calibration map on held-out predictions.
@@ -237,14 +244,16 @@ class EnsembleCalibrator(BaseEstimator):  # type: ignore[misc]
         if n_splits < 2:
             self.cv_scores_ = {CalibrationMethod.NONE.value: _clipped_log_loss(p, y)}
             return CalibrationMethod.NONE
+        candidates = [m for m in _CANDIDATES
+                      if m is not CalibrationMethod.ISOTONIC or p.shape[0] >= self.isotonic_min_rows]
         folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
-        losses = {m: np.zeros(n_splits) for m in _CANDIDATES}
+        losses = {m: np.zeros(n_splits) for m in candidates}
         for k, (tr, te) in enumerate(folds.split(p[:, None], y)):
-            for m in _CANDIDATES:
+            for m in candidates:
                 losses[m][k] = _clipped_log_loss(_MAPS[m]().fit(p[tr], y[tr])(p[te]), y[te])
         self.cv_scores_ = {m.value: float(v.mean()) for m, v in losses.items()}
         # min() keeps the first of equal scores, i.e. the simplest map in _CANDIDATES order.
-        return min(_CANDIDATES, key=lambda m: self.cv_scores_[m.value])
+        return min(candidates, key=lambda m: self.cv_scores_[m.value])
 
     def transform(self, p: npt.ArrayLike) -> FloatArray:
         """Calibrated positive-class probability.

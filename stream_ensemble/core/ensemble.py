@@ -45,6 +45,8 @@ class Strategy(Protocol):
 
     def selection_id(self, healthy: np.ndarray) -> str: ...
 
+    def effective_weights(self, available: Mask, X: Matrix | None = None) -> np.ndarray: ...
+
     def exclusion_reasons(self, healthy: np.ndarray, available: Mask, X: Matrix | None = None) -> np.ndarray: ...
 
 
@@ -173,7 +175,7 @@ class ServingEnsemble:
         used = self.strategy.used_mask(available, X)
         decision = (pos >= 0.5).astype(np.int64)
         contrib = self.strategy.contributions(pool_run.proba, available, X)
-        weights = _weights_from(contrib, used)
+        weights = np.where(used, self.strategy.effective_weights(available, X), 0.0)
         unc = uncertainty(pool_run.proba, used, weights, proba)
         conf = confidence(proba, unc, self.confidence_measure)
         sets = (
@@ -242,10 +244,3 @@ class ServingEnsemble:
         r = self.pool.proba(Z, run)
         return r.proba, r.ok & healthy[None, :]
 
-
-def _weights_from(contrib: Any, used: Mask) -> np.ndarray:
-    """Per-row member weights (n, m) for uncertainty: the combiner's if it exposes them."""
-    w = getattr(contrib, "weights", None)
-    if w is not None:
-        return np.where(used, np.asarray(w, dtype=np.float64), 0.0)
-    return used.astype(np.float64)

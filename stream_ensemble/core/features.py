@@ -14,6 +14,7 @@ A numeric column that receives a non-numeric value is an error for that row only
 from __future__ import annotations
 
 from collections import Counter
+from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +145,7 @@ class FeatureEncoder:
         ok = np.ones(n, dtype=bool)
         errors: dict[int, str] = {}
         if self.numeric:
-            rows = [[r.get(c) for c in self.numeric] for r in records]
+            rows = self._numeric_rows(records)
             try:
                 # Fast path: one C-level conversion for the whole batch (None -> NaN).
                 num = np.array(rows, dtype=np.float64).reshape(n, len(self.numeric))
@@ -180,6 +181,20 @@ class FeatureEncoder:
             cats.append(col)
         X = self._assemble(num, cats)
         return EncodedBatch(X=X[ok], ok=ok, errors=errors)
+
+    def _numeric_rows(self, records: Sequence[Mapping[str, Any]]) -> list[Any]:
+        # itemgetter does the per-record lookups in C; records with an absent key (rare)
+        # take the slower .get path so the absent value becomes a missing value.
+        if not hasattr(self, "_getter"):
+            self._getter = itemgetter(*self.numeric) if len(self.numeric) > 1 else (lambda r: (r[self.numeric[0]],))
+        get, names = self._getter, self.numeric
+        rows: list[Any] = []
+        for r in records:
+            try:
+                rows.append(get(r))
+            except KeyError:
+                rows.append([r.get(c) for c in names])
+        return rows
 
     def _assemble(self, num: np.ndarray, cats: list[list[str | None]]) -> Matrix:
         parts = []

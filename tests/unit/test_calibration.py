@@ -98,7 +98,18 @@ def test_deterministic_and_clonable() -> None:
     b = clone(a).fit(p, y)
     assert a.cv_scores_ == b.cv_scores_
     np.testing.assert_array_equal(a.transform(p), b.transform(p))
-    assert clone(a).get_params() == {"method": "auto", "cv": 5, "random_state": 7}
+    assert clone(a).get_params() == {"method": "auto", "cv": 5, "random_state": 7, "isotonic_min_rows": 1000}
+
+
+def test_auto_never_picks_isotonic_on_a_small_calibration_set() -> None:
+    # A step-shaped truth that isotonic fits best when it has enough rows.
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.01, 0.99, 3000)
+    y = (rng.uniform(size=3000) < np.where(p > 0.5, 0.9, 0.1)).astype(int)
+    big = EnsembleCalibrator(method="auto").fit(p, y)
+    small = EnsembleCalibrator(method="auto").fit(p[:150], y[:150])
+    assert big.method_.value == "isotonic"
+    assert small.method_.value != "isotonic" and "isotonic" not in small.cv_scores_
 
 
 def test_errors() -> None:
