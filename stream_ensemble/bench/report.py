@@ -80,6 +80,12 @@ def _dataset_table(name: str, d: Mapping[str, Any]) -> list[str]:
         f"`{d['default']}`.",
         "",
     ]
+    timings = d.get("timings_s", {})
+    if timings:
+        head += ["Time over all splits: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ".", ""]
+    failed = d.get("failed", {})
+    if failed:
+        head += ["Not fitted: " + "; ".join(f"`{k}` ({v})" for k, v in failed.items()) + ".", ""]
     return head + _table(["method", *metrics, "rel. log-loss reduction vs best single"], rows) + [""]
 
 
@@ -194,6 +200,13 @@ def _issue4_tables(datasets: Mapping[str, Any]) -> list[str]:
             name, _fmt(c.get("selective_accuracy_at_80")), _fmt(c.get("baseline_selective_accuracy_at_80")),
             "yes" if ok else "**no**", _fmt(c.get("error_auroc")),
         ] + [_fmt(c.get("measures", {}).get(m)) for m in measures])
+    means = {}
+    for m in measures:
+        vals = [d.get("confidence", {}).get("measures", {}).get(m) for d in datasets.values()]
+        finite = [v for v in vals if isinstance(v, float) and math.isfinite(v)]
+        means[m] = sum(finite) / len(finite) if finite else math.nan
+    if measures:
+        rows.append(["**mean**", "", "", "", ""] + [f"**{_fmt(means[m])}**" for m in measures])
     lines += [
         "Selective accuracy at 80% coverage (default confidence) vs the baseline (raw top "
         "probability of soft voting over all members), and error AUROC of each confidence measure:",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,13 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"shared datasets folder {SHARED} is absent (real-data loaders not checked)"
 )
+
+
+@lru_cache(maxsize=None)
+def _shared(name: str) -> datasets.Dataset:
+    # adult takes seconds to parse; every test reads the same immutable files.
+    return datasets.load_shared(name, SHARED)
+
 
 # name -> (rows, numeric features, categorical features, positive label, positives)
 EXPECTED = {
@@ -36,7 +44,7 @@ EXPECTED = {
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_each_shared_file_parses(name: str) -> None:
     rows, n_num, n_cat, positive, n_pos = EXPECTED[name]
-    data = datasets.load_shared(name, SHARED)
+    data = _shared(name)
     assert data.n_rows == rows
     assert (len(data.numeric), len(data.categorical)) == (n_num, n_cat)
     assert data.classes[1] == positive
@@ -46,18 +54,18 @@ def test_each_shared_file_parses(name: str) -> None:
 
 @needs_shared
 def test_quirks_are_handled() -> None:
-    adult = datasets.load_shared("adult", SHARED)
+    adult = _shared("adult")
     # Test-file labels end with a dot; both files must map onto the same two classes.
     assert adult.classes == ["<=50K", ">50K"]
     assert adult.columns["workclass"][0] == "State-gov"  # ", " separator stripped
     assert sum(v is None for v in adult.columns["workclass"]) > 0  # "?" is missing
-    bcw = datasets.load_shared("breast-cancer-wisconsin", SHARED)
+    bcw = _shared("breast-cancer-wisconsin")
     # The shipped file has no id column (despite the README): nothing is dropped; "?" -> NaN.
     assert np.isnan(bcw.columns["bare_nuclei"]).sum() == 16
     assert bcw.columns["clump_thickness"][:3].tolist() == [5.0, 5.0, 3.0]
-    spam = datasets.load_shared("spambase", SHARED)
+    spam = _shared("spambase")
     assert spam.columns["x0"][0] == 0.0  # the "1..58" header row is not data
-    pima = datasets.load_shared("pima", SHARED)
+    pima = _shared("pima")
     assert np.isnan(pima.columns["insulin"]).sum() == 374  # zero-coded missing values
     assert np.isnan(pima.columns["pregnancies"]).sum() == 0  # a real zero stays a zero
 
