@@ -112,9 +112,15 @@ class ScoringService:
         miss = [i for i, c in enumerate(cached) if c is None]
         result.cache_hits = len(events) - len(miss)
         result.cache_misses = len(miss)
+        # Identical feature vectors in one batch are scored once (a key is features + level).
+        first_of: dict[str, int] = {}
+        for i in miss:
+            first_of.setdefault(keys[i], i)
+        unique = list(first_of.values())
         fresh: dict[int, dict[str, Any]] = {}
-        if miss:
-            fresh = self._score_misses([events[i] for i in miss], [levels[i] for i in miss], healthy, miss, result)
+        rejected: dict[int, tuple[str, str]] = {}
+        if unique:
+            fresh, rejected = self._score_misses([events[i] for i in unique], [levels[i] for i in unique], healthy, unique)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         now = self.clock()
         to_cache: list[tuple[str, bytes]] = []
@@ -124,11 +130,15 @@ class ScoringService:
                 body["cache_hit"] = True
                 if body.get("explanation"):
                     body["explanation"]["cache_hit"] = True
-            elif i in fresh:
-                body = fresh[i]
-                to_cache.append((keys[i], encode(body)))
             else:
-                continue  # dead-lettered while scoring
+                first = first_of[keys[i]]
+                if first in rejected:
+                    reason, kind = rejected[first]
+                    result.dead_letters.append(DeadLetter(msg, reason, kind, ev.event_id))
+                    continue
+                body = fresh[first]
+                if first == i:
+                    to_cache.append((keys[i], encode(body)))
             doc = {
                 "schema_version": SCHEMA_VERSION,
                 "event_id": ev.event_id,
@@ -159,27 +169,30 @@ class ScoringService:
         levels: list[str],
         healthy: np.ndarray,
         positions: list[int],
-        result: BatchResult,
-    ) -> dict[int, dict[str, Any]]:
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, str]]]:
+        """Score rows that missed the cache.
+
+        Returns
+        -------
+        bodies : dict
+            Batch position -> scored body.
+        rejected : dict
+            Batch position -> (reason, error type) for rows that must be dead-lettered.
+        """
         encoded = self.ensemble.encoder.transform_records([ev.features for _, ev in items])
-        for row, reason in encoded.errors.items():
-            msg, ev = items[row]
-            result.dead_letters.append(DeadLetter(msg, reason, "feature_type", ev.event_id))
+        rejected = {positions[row]: (reason, "feature_type") for row, reason in encoded.errors.items()}
         ok_rows = np.flatnonzero(encoded.ok)
         if ok_rows.size == 0:
-            return {}
+            return {}, rejected
         try:
             batch = self.ensemble.score(encoded.X, healthy, [levels[r] for r in ok_rows])
         except Exception as exc:  # a bug in scoring must not lose the events
-            msgs = [items[r][0] for r in ok_rows]
-            if not self.on_error(msgs, exc):
+            if not self.on_error([items[r][0] for r in ok_rows], exc):
                 raise
-            for r in ok_rows:
-                msg, ev = items[r]
-                result.dead_letters.append(DeadLetter(msg, f"scoring failed: {type(exc).__name__}: {exc}", "scoring_error", ev.event_id))
-            return {}
-        bodies = self._bodies(batch)
-        return {positions[r]: body for r, body in zip(ok_rows, bodies)}
+            reason = f"scoring failed: {type(exc).__name__}: {exc}"
+            rejected.update({positions[r]: (reason, "scoring_error") for r in ok_rows})
+            return {}, rejected
+        return {positions[r]: body for r, body in zip(ok_rows, self._bodies(batch))}, rejected
 
     def _bodies(self, batch: ScoreBatch) -> list[dict[str, Any]]:
         """The event-independent part of each scored event (what the cache stores)."""

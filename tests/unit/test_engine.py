@@ -97,3 +97,18 @@ def test_worker_commits_only_after_delivery(small_ensemble: ServingEnsemble, rec
     assert source.committed == {("features", 0): 26}
     topics = [t for t, _, _ in sink.delivered]
     assert topics.count("scores") >= 25 - 10 and topics.count("features.dlq") == 1
+
+
+def test_duplicates_in_a_batch_are_scored_once_and_all_accounted(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
+    calls = []
+    ens = copy.copy(small_ensemble)
+    real_score = ens.score
+    ens.score = lambda X, *a, **k: (calls.append(X.shape[0]), real_score(X, *a, **k))[1]  # type: ignore[method-assign]
+    bad = {**records[1], "mean_radius": "bad"}
+    batch = [raw(msg(i, records[i % 2]), offset=i) for i in range(10)] + [raw(msg(10 + i, bad), offset=10 + i) for i in range(3)]
+    res = ScoringService(ens, InMemoryHealth(), None).handle(batch)
+    assert calls == [2], "two distinct valid vectors -> one model pass over 2 rows"
+    assert len(res.scored) == 10 and len(res.dead_letters) == 3
+    assert {d.event_id for d in res.dead_letters} == {"e10", "e11", "e12"}
+    probs = {orjson.loads(v)["event_id"]: orjson.loads(v)["probability"] for _, v, _ in res.scored}
+    assert len({probs[f"e{i}"] for i in range(0, 10, 2)}) == 1 and len(set(probs.values())) == 2
