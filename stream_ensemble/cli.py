@@ -175,13 +175,14 @@ def _build_config(cls: Any, strategy: str | None, budget_ms: float | None, max_m
 @click.option("--scores-topic", default="scores", show_default=True)
 @click.option("--dlq-topic", default="features.dlq", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--max-wait-ms", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Longest wait to fill a batch (latency vs batch size).")
 @click.option("--cache-ttl", type=click.IntRange(min=0), default=3600, show_default=True, help="Prediction cache TTL seconds (0 disables).")
 @click.option("--explain", type=click.Choice(["none", "summary", "full"]), default="summary", show_default=True)
 @click.option("--partitions", type=click.IntRange(1, 1000), default=4, show_default=True, help="Partitions when creating missing topics.")
 @click.option("--max-idle", type=float, default=None, help="Exit after this many idle seconds (default: run until SIGTERM).")
 def serve(bootstrap: str, redis_url: str, registry: Path, ensemble: str, ensemble_version: int | None,
           group_id: str, features_topic: str, scores_topic: str, dlq_topic: str, batch_size: int,
-          cache_ttl: int, explain: str, partitions: int, max_idle: float | None) -> None:
+          max_wait_ms: int, cache_ttl: int, explain: str, partitions: int, max_idle: float | None) -> None:
     """Consume feature events, score them, produce scored events (until SIGTERM)."""
     from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics
     from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
@@ -195,7 +196,7 @@ def serve(bootstrap: str, redis_url: str, registry: Path, ensemble: str, ensembl
     cfg = load_config(
         kafka__bootstrap=bootstrap, kafka__group_id=group_id, kafka__features_topic=features_topic,
         kafka__scores_topic=scores_topic, kafka__dlq_topic=dlq_topic, kafka__batch_size=batch_size,
-        redis__url=redis_url, redis__cache_ttl_s=cache_ttl, worker__registry=registry,
+        kafka__poll_timeout_s=max_wait_ms / 1000.0, redis__url=redis_url, redis__cache_ttl_s=cache_ttl, worker__registry=registry,
         worker__ensemble=ensemble, worker__explain=explain,
     )
     ens = load_serving_ensemble(Registry(cfg.worker.registry), cfg.worker.ensemble, ensemble_version)

@@ -41,7 +41,9 @@ class KafkaConfig:
     scores_topic: str = "scores"
     dlq_topic: str = "features.dlq"
     batch_size: int = 1000
-    poll_timeout_s: float = 0.2
+    # How long a poll may wait to fill a batch: the batching delay added to an event's
+    # latency when traffic is light (consume() waits for a full batch or this timeout).
+    poll_timeout_s: float = 0.05
     delivery_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:

@@ -83,10 +83,13 @@ class Worker:
 
     def run_once(self) -> int:
         """Process one batch; returns the number of messages consumed."""
+        t0 = time.perf_counter()
         messages = self.source.poll_batch(self.cfg.batch_size, self.cfg.poll_timeout_s)
         if not messages:
             return 0
+        t1 = time.perf_counter()
         result = self.service.handle(messages)
+        t2 = time.perf_counter()
         for key, value, _ in result.scored:
             self.sink.send(self.cfg.scores_topic, key, value)
         for dead in result.dead_letters:
@@ -101,8 +104,16 @@ class Worker:
                 f"batch accounting mismatch: {len(messages)} in, {len(result.scored)} scored, "
                 f"{len(result.dead_letters)} dead-lettered"
             )
+        t3 = time.perf_counter()
         self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
+        t4 = time.perf_counter()
         self.source.commit([m.ref for m in messages])
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "batch n=%d poll=%.1fms handle=%.1fms produce=%.1fms flush=%.1fms commit=%.1fms",
+                len(messages), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3,
+                (time.perf_counter() - t4) * 1e3,
+            )
         s = self.stats
         s.batches += 1
         s.consumed += len(messages)
