@@ -156,7 +156,7 @@ def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_
             for msg in batch:
                 if msg.error():
                     continue
-                doc = orjson.loads(msg.value())
+                doc = orjson.loads(msg.value() or b"{}")
                 if msg.topic() == SCORES:
                     eid = doc.get("event_id", "")
                     if eid in run.labels and eid not in scored:

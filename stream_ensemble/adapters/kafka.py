@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.errors import KafkaAdapterError
@@ -85,7 +85,8 @@ class KafkaSource:
                 RawMessage(
                     value=msg.value(),
                     key=msg.key(),
-                    ref=SourceRef(msg.topic(), msg.partition(), msg.offset()),
+                    # topic/partition/offset are only None on error events, skipped above
+                    ref=SourceRef(msg.topic() or "", msg.partition() or 0, msg.offset() or 0),
                     produce_time_ms=ts if ts_type != 0 else None,
                 )
             )

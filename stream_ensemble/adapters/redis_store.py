@@ -92,7 +92,7 @@ class RedisHealthStore:
             try:
                 raw = self.client.hgetall(self.key)
                 self._down = frozenset(
-                    k.decode() for k, v in raw.items() if v.decode().strip().lower() == "down"
+                    _text(k) for k, v in raw.items() if _text(v).strip().lower() == "down"
                 )
             except redis.RedisError as exc:
                 self.errors += 1
@@ -118,6 +118,11 @@ class RedisHealthStore:
     def all(self) -> dict[str, str]:
         """Every explicitly set member state."""
         try:
-            return {k.decode(): v.decode() for k, v in self.client.hgetall(self.key).items()}
+            return {_text(k): _text(v) for k, v in self.client.hgetall(self.key).items()}
         except redis.RedisError as exc:
             raise RedisAdapterError(f"cannot read health: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    """Redis replies are bytes unless the client decodes responses; accept both."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -65,7 +65,7 @@ class FeatureEncoder:
         self.max_categories = max_categories
 
     # ------------------------------------------------------------------ fit
-    def fit(self, columns: Mapping[str, Sequence[Any]]) -> FeatureEncoder:
+    def fit(self, columns: Mapping[str, Any]) -> FeatureEncoder:
         """Learn medians, scales and categories.
 
         Parameters
@@ -105,7 +105,7 @@ class FeatureEncoder:
         return len(self.output_names_)
 
     # ------------------------------------------------------------ transform
-    def transform_columns(self, columns: Mapping[str, Sequence[Any]]) -> Matrix:
+    def transform_columns(self, columns: Mapping[str, Any]) -> Matrix:
         """Encode a table given column-wise (training / benchmark path).
 
         Parameters
@@ -160,9 +160,9 @@ class FeatureEncoder:
                         ok[i] = False
                         num[i] = np.nan
             if np.isinf(num).any():
-                for i in np.flatnonzero(np.isinf(num).any(axis=1)):
-                    errors[int(i)] = "infinite value in numeric feature"
-                    ok[i] = False
+                for bad_row in np.flatnonzero(np.isinf(num).any(axis=1)).tolist():
+                    errors[bad_row] = "infinite value in numeric feature"
+                    ok[bad_row] = False
         else:
             num = np.zeros((n, 0))
         cats: list[list[str | None]] = []
@@ -219,7 +219,7 @@ def _is_number(v: Any) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
-def _to_float(values: Sequence[Any]) -> np.ndarray:
+def _to_float(values: Any) -> np.ndarray:
     out = np.empty(len(values))
     for i, v in enumerate(values):
         try:

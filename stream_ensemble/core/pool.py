@@ -89,7 +89,7 @@ class ModelPool:
         Duplicate names or a member whose classes differ.
     """
 
-    def __init__(self, members: Sequence[Member], classes: Sequence[Any]) -> None:
+    def __init__(self, members: Sequence[Member], classes: Sequence[Any] | np.ndarray) -> None:
         names = [m.name for m in members]
         if len(set(names)) != len(names):
             raise ModelPoolError(f"duplicate member names in pool: {names}")

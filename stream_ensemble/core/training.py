@@ -121,7 +121,7 @@ def train(
         {
             "strategy": strategy,
             "members": [f"{m['name']}@v{m['version']}" for m in members],
-            "selected": list(built.strategies[strategy].member_names),
+            "selected": list(built.strategies[strategy].member_names or []),
             "dataset": data.name,
             "data_fingerprint": fingerprint,
             "classes": data.classes,

@@ -107,7 +107,8 @@ def make_pool(name: str, random_state: int = 0, **kwargs: Any) -> list[ModelSpec
         factory = POOLS[name]
     except KeyError:
         raise ConfigError(f"unknown pool {name!r}; choose one of: {', '.join(POOLS)}") from None
-    return factory(random_state=random_state, **kwargs)  # type: ignore[operator]
+    specs: list[ModelSpec] = factory(random_state=random_state, **kwargs)  # type: ignore[operator]
+    return specs
 
 
 def is_classifier(est: Any) -> bool:
