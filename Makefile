@@ -8,7 +8,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-PHONY: help install up down train demo test typecheck test-unit test-integration bench-accuracy clean
+.PHONY: help install up down train demo test typecheck test-unit test-integration bench-accuracy clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
