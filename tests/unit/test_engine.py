@@ -112,3 +112,24 @@ def test_duplicates_in_a_batch_are_scored_once_and_all_accounted(small_ensemble:
     assert {d.event_id for d in res.dead_letters} == {"e10", "e11", "e12"}
     probs = {orjson.loads(v)["event_id"]: orjson.loads(v)["probability"] for _, v, _ in res.scored}
     assert len({probs[f"e{i}"] for i in range(0, 10, 2)}) == 1 and len(set(probs.values())) == 2
+
+
+def test_explanation_levels_and_contributions_add_up(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
+    service = ScoringService(small_ensemble, InMemoryHealth({"decision_tree"}), None, explain="summary")
+    batch = [raw(msg(0, records[0])), raw(msg(1, records[1], explain="full")), raw(msg(2, records[2], explain="none"))]
+    docs = [orjson.loads(v) for _, v, _ in service.handle(batch).scored]
+    summary, full, none = docs
+    assert none["explanation"] is None
+    assert "feature_attribution" not in summary["explanation"]
+    attribution = full["explanation"]["feature_attribution"]
+    assert attribution["method"] == "occlusion" and len(attribution["features"]) == 10
+    assert {f["feature"] for f in attribution["features"]} <= set(small_ensemble.encoder.output_names_)
+    assert any(abs(f["attribution"]) > 0 for f in attribution["features"])
+    for doc in (summary, full):
+        e = doc["explanation"]
+        used = [m for m in e["members"] if m["used"]]
+        assert {m["model"] for m in used} == set(doc["models_used"])
+        assert e["baseline"] + sum(m["contribution"] for m in used) == pytest.approx(e["score"], rel=1e-5, abs=1e-6)
+        reasons = {m["model"]: m["reason"] for m in e["members"]}
+        assert reasons["decision_tree@v1"] == "marked_down"
+        assert sum(m["weight"] for m in used) == pytest.approx(1.0, abs=1e-5)
