@@ -134,12 +134,12 @@ def deslib_shim() -> Iterator[None]:
         def _validate_data(self: Any, *args: Any, **kwargs: Any) -> Any:
             return validate_data(self, *args, **kwargs)
 
-        BaseEstimator._validate_data = _validate_data  # type: ignore[attr-defined]
+        setattr(BaseEstimator, "_validate_data", _validate_data)
     try:
         yield
     finally:
         if not had:
-            del BaseEstimator._validate_data  # type: ignore[attr-defined]
+            delattr(BaseEstimator, "_validate_data")
 
 
 def fit_sklearn_stacking(specs: Sequence[ModelSpec], X_fit: FloatArray, y_fit: Labels) -> StackingClassifier:
