@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
+from stream_ensemble.core.evaluation import expected_calibration_error
 from stream_ensemble.errors import CombinerError, ConfigError
 
 FloatArray = npt.NDArray[np.float64]
@@ -175,6 +176,9 @@ class EnsembleCalibrator(BaseEstimator):  # type: ignore[misc]
         The map in use (never ``auto``).
     cv_scores_ : dict of str to float
         Mean cross-validated log loss per candidate (empty unless ``method="auto"``).
+    cv_ece_ : dict of str to float
+        Mean cross-validated expected calibration error per candidate (``auto`` only);
+        a map with a higher value than ``none`` is never chosen.
     map_ : object
         The fitted map.
 
@@ -248,12 +252,20 @@ class EnsembleCalibrator(BaseEstimator):  # type: ignore[misc]
                       if m is not CalibrationMethod.ISOTONIC or p.shape[0] >= self.isotonic_min_rows]
         folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
         losses = {m: np.zeros(n_splits) for m in candidates}
+        eces = {m: np.zeros(n_splits) for m in candidates}
         for k, (tr, te) in enumerate(folds.split(p[:, None], y)):
             for m in candidates:
-                losses[m][k] = _clipped_log_loss(_MAPS[m]().fit(p[tr], y[tr])(p[te]), y[te])
+                q = _MAPS[m]().fit(p[tr], y[tr])(p[te])
+                losses[m][k] = _clipped_log_loss(q, y[te])
+                eces[m][k] = expected_calibration_error(q, y[te])
         self.cv_scores_ = {m.value: float(v.mean()) for m, v in losses.items()}
+        self.cv_ece_ = {m.value: float(v.mean()) for m, v in eces.items()}
+        # A calibrator must not make calibration worse: a map whose cross-validated ECE is
+        # above the identity's is dropped even when it lowers log loss (sharpening alone).
+        none_ece = self.cv_ece_[CalibrationMethod.NONE.value]
+        allowed = [m for m in candidates if self.cv_ece_[m.value] <= none_ece]
         # min() keeps the first of equal scores, i.e. the simplest map in _CANDIDATES order.
-        return min(candidates, key=lambda m: self.cv_scores_[m.value])
+        return min(allowed, key=lambda m: self.cv_scores_[m.value])
 
     def transform(self, p: npt.ArrayLike) -> FloatArray:
         """Calibrated positive-class probability.

@@ -1,4 +1,4 @@
-"""build(): members -> strategies -> calibrator (half A) -> conformal (half B), and scoring."""
+"""build(): members -> strategies -> calibrator (OOF rows) -> conformal (calibration part), and scoring."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_built_contents(built: BuiltEnsemble, split: Split) -> None:
     assert set(built.strategies) == {"bnb_stacking", "soft_voting_all", "caruana", "knora_e"}
     assert set(built.calibrators) == set(built.conformals) == set(built.strategies)
     assert built.members.names == ["logreg", "naive_bayes", "decision_tree"]
-    assert built.calibration_split == "halves" and not built.failed_strategies
+    assert built.calibration_split.startswith("calibrator on OOF") and not built.failed_strategies
     X_cal, y_cal = split[2], split[3]
     P_cal = predict_members(built.members.estimators, X_cal)
     for j, name in enumerate(built.members.names):
@@ -76,20 +76,20 @@ def test_built_contents(built: BuiltEnsemble, split: Split) -> None:
     assert built.strategy_metrics["bnb_stacking"]["log_loss"] > 0
 
 
-def test_calibrator_on_half_a_conformal_on_half_b(built: BuiltEnsemble, split: Split) -> None:
-    X_cal, y_cal = split[2], split[3]
-    a, b = stratified_split(y_cal, (0.5, 0.5), built.config.random_state)
+def test_calibrator_on_oof_rows_conformal_on_calibration_part(built: BuiltEnsemble, split: Split) -> None:
+    X_fit, y_fit, X_cal, y_cal = split[0], split[1], split[2], split[3]
     name = "caruana"
     st = built.strategies[name]
-    P_cal = predict_members(built.members.estimators, X_cal)
-    raw = st.predict_proba(P_cal, np.ones(P_cal.shape[:2], bool))[:, 1]
-    ref = EnsembleCalibrator(method="auto", random_state=built.config.random_state).fit(raw[a], y_cal[a])
+    oof = st.predict_proba(built.members.P_oof, np.ones(built.members.P_oof.shape[:2], bool), X_fit)[:, 1]
+    ref = EnsembleCalibrator(method="auto", random_state=built.config.random_state).fit(oof, y_fit)
     cal = built.calibrators[name]
     assert cal is not None and cal.method_ == ref.method_
+    P_cal = predict_members(built.members.estimators, X_cal)
+    raw = st.predict_proba(P_cal, np.ones(P_cal.shape[:2], bool))[:, 1]
     np.testing.assert_allclose(cal.transform(raw), ref.transform(raw))
-    q = ref.transform(raw[b])
-    scores = np.sort(1.0 - np.where(y_cal[b] == 1, q, 1.0 - q))
-    k = int(np.ceil((b.size + 1) * (1 - built.config.conformal_alpha)))
+    q = ref.transform(raw)
+    scores = np.sort(1.0 - np.where(y_cal == 1, q, 1.0 - q))
+    k = int(np.ceil((y_cal.size + 1) * (1 - built.config.conformal_alpha)))
     np.testing.assert_allclose(built.conformals[name].threshold(), scores[k - 1])
 
 
@@ -103,9 +103,28 @@ def test_score_outputs_and_coverage(built: BuiltEnsemble, split: Split) -> None:
         np.testing.assert_array_equal(out["decision"], (out["positive"] >= 0.5).astype(int))
         assert out["prediction_set"].dtype == bool and out["used"].shape == (n, 3)
         coverage = out["prediction_set"][np.arange(n), y_test].mean()
-        assert coverage >= 0.8  # alpha 0.1 on ~114 rows: 0.9 expected, slack for sampling
+        # One 113-row test split: a sanity floor only (the guarantee is checked below).
+        assert coverage >= 0.7
     with pytest.raises(ConfigError, match="not built"):
         built.score(np.zeros((1, 3, 2)), np.ones((1, 3), bool), strategy="boosting")
+
+
+def test_conformal_coverage_over_resampled_calibration_test_splits(built: BuiltEnsemble, split: Split) -> None:
+    """Split-conformal coverage is a guarantee on average over exchangeable splits: re-split
+    the held-out rows many times, fit on one half, measure on the other."""
+    from stream_ensemble.core.conformal import ConformalClassifier
+
+    X_held = np.vstack([split[2], split[4]])
+    y_held = np.concatenate([split[3], split[5]])
+    proba = built.predict(X_held)["proba"]
+    rng = np.random.default_rng(0)
+    covs = []
+    for _ in range(200):
+        perm = rng.permutation(y_held.size)
+        a, b = perm[: y_held.size // 2], perm[y_held.size // 2 :]
+        sets = ConformalClassifier(alpha=0.1).fit(proba[a], y_held[a]).predict_set(proba[b])
+        covs.append(sets[np.arange(b.size), y_held[b]].mean())
+    assert abs(np.mean(covs) - 0.9) <= 0.02
 
 
 def test_unhealthy_member_and_pickle(built: BuiltEnsemble, split: Split) -> None:

@@ -126,3 +126,12 @@ def test_errors() -> None:
         EnsembleCalibrator().fit(p, y + 1)
     with pytest.raises(CombinerError):
         EnsembleCalibrator().fit(np.where(p > 0.5, np.nan, p), y)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_never_picks_a_map_that_worsens_cross_validated_ece(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.01, 0.99, 600)
+    y = (rng.uniform(size=600) < p).astype(int)  # already calibrated
+    cal = EnsembleCalibrator(method="auto").fit(p, y)
+    assert cal.cv_ece_[cal.method_.value] <= cal.cv_ece_["none"]
