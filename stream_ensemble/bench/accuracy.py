@@ -392,7 +392,12 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
     from stream_ensemble.core.builder import BuildConfig, build
     from stream_ensemble.core.conformal import ConformalClassifier, coverage, mean_set_size
     from stream_ensemble.core.oof import predict_members
-    from stream_ensemble.core.uncertainty import CONFIDENCE_MEASURES, DEFAULT_CONFIDENCE, uncertainty
+    from stream_ensemble.core.uncertainty import (
+        CONFIDENCE_MEASURES,
+        DEFAULT_CONFIDENCE,
+        ConfidenceName,
+        uncertainty,
+    )
 
     seed = config.random_state + r
     timer = _Timer(f"{data.name} split {r}")
@@ -461,12 +466,14 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         unc = uncertainty(P_test, d["used"], weights, d["proba"])
         correct = d["decision"] == yt
         measures = {m.value: error_auroc(fn(d["proba"], unc), correct) for m, fn in CONFIDENCE_MEASURES.items()}
-        conf = np.clip(CONFIDENCE_MEASURES[DEFAULT_CONFIDENCE](d["proba"], unc), 0.0, 1.0)
+        # The served definition: the one build() found to rank errors best on the calibration part.
+        measure = built.confidence_measures.get(built.default, DEFAULT_CONFIDENCE.value)
+        conf = np.clip(CONFIDENCE_MEASURES[ConfidenceName(measure)](d["proba"], unc), 0.0, 1.0)
         mean_all = P_test.mean(axis=1)
         base_conf = mean_all.max(axis=1)
         base_correct = mean_all.argmax(axis=1) == yt
         confidence = {
-            "measure": DEFAULT_CONFIDENCE.value,
+            "measure": measure,
             "error_auroc": error_auroc(conf, correct),
             f"selective_accuracy_at_{round(config.coverage * 100)}": selective_accuracy(conf, correct, config.coverage),
             "baseline_error_auroc": error_auroc(base_conf, base_correct),
@@ -541,7 +548,8 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
         size, _ = _mean_std([c["mean_set_size"] for c in same])
         conformal.append({"alpha": e["alpha"], "mondrian": e["mondrian"], "coverage": cov,
                           "coverage_std": cov_sd, "mean_set_size": size})
-    confidence: dict[str, Any] = {"measure": splits[0].confidence["measure"]}
+    chosen = [s.confidence["measure"] for s in splits]
+    confidence: dict[str, Any] = {"measure": max(set(chosen), key=chosen.count), "measure_per_split": chosen}
     for k, v in splits[0].confidence.items():
         if isinstance(v, float):
             confidence[k] = _mean_std([s.confidence[k] for s in splits])[0]

@@ -33,7 +33,8 @@ import numpy.typing as npt
 
 from stream_ensemble.core.calibration import EnsembleCalibrator, parse_method
 from stream_ensemble.core.conformal import ConformalClassifier
-from stream_ensemble.core.evaluation import evaluate
+from stream_ensemble.core.evaluation import error_auroc, evaluate
+from stream_ensemble.core.uncertainty import CONFIDENCE_MEASURES, DEFAULT_CONFIDENCE, uncertainty
 from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
 from stream_ensemble.core.selection import SelectionConstraints
 from stream_ensemble.core.strategies import (
@@ -128,6 +129,11 @@ class BuiltEnsemble:
     calibration_split : str
         Which rows the calibrator and the conformal sets were fit on (module docstring).
     config : BuildConfig
+    confidence_measures : dict of str to str
+        Strategy name -> the confidence definition (``core.uncertainty.ConfidenceName``) that
+        best separates right from wrong decisions (error AUROC) on the calibration part.
+    confidence_auroc : dict of str to dict
+        Strategy name -> error AUROC of every confidence definition on the calibration part.
     """
 
     members: MemberFit
@@ -140,6 +146,8 @@ class BuiltEnsemble:
     failed_strategies: dict[str, str]
     calibration_split: str
     config: BuildConfig
+    confidence_measures: dict[str, str] = field(default_factory=dict)
+    confidence_auroc: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def score(self, P: Proba, available: Mask, X: Matrix | None = None,
               strategy: str | None = None) -> dict[str, np.ndarray]:
@@ -239,6 +247,32 @@ def _served_outputs(st: EnsembleStrategy, P_all: Proba, X: Matrix) -> FloatArray
     return st.predict_proba(np.where(avail[:, :, None], P_all, np.nan), avail, X)
 
 
+def _confidence_aurocs(st: EnsembleStrategy, P_all: Proba, X: Matrix, proba: FloatArray,
+                       y: Labels) -> dict[str, float]:
+    """Error AUROC of every confidence definition on held-out rows (NaN-free: 0.5 if undefined)."""
+    run = st.required_members(np.ones(P_all.shape[1], dtype=bool))
+    avail = np.broadcast_to(run, P_all.shape[:2]).copy()
+    used = st.used_mask(avail, X)
+    # Stacking weights can be negative; the uncertainty decomposition needs a mixture.
+    weights = np.where(used, np.maximum(st.effective_weights(avail, X), 0.0), 0.0)
+    unc = uncertainty(np.where(avail[:, :, None], P_all, np.nan), used, weights, proba)
+    correct = proba.argmax(axis=1) == y
+    out = {}
+    for measure, fn in CONFIDENCE_MEASURES.items():
+        value = error_auroc(np.clip(fn(proba, unc), 0.0, 1.0), correct)
+        out[measure.value] = 0.5 if math.isnan(value) else float(value)
+    return out
+
+
+def _best_measure(aurocs: dict[str, float]) -> str:
+    """The definition with the highest error AUROC; ties (and all-correct data) keep the default."""
+    best = DEFAULT_CONFIDENCE.value
+    for name, value in aurocs.items():
+        if value > aurocs[best] + 1e-12:
+            best = name
+    return best
+
+
 def build(
     specs: Sequence[ModelSpec],
     X_fit: Matrix,
@@ -310,6 +344,8 @@ def build(
     calibrators: dict[str, EnsembleCalibrator | None] = {}
     conformals: dict[str, ConformalClassifier] = {}
     strategy_metrics: dict[str, dict[str, float]] = {}
+    confidence_auroc: dict[str, dict[str, float]] = {}
+    confidence_measures: dict[str, str] = {}
     for name, st in fitted.items():
         say(f"calibrating {name}")
         raw = _served_outputs(st, P_cal, Xc)
@@ -322,10 +358,12 @@ def build(
         conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian).fit(proba, yc)
         calibrators[name] = cal
         strategy_metrics[name] = {**_metrics(raw, yc), **_metrics(proba, yc, "calibrated_")}
+        confidence_auroc[name] = _confidence_aurocs(st, P_cal, Xc, proba, yc)
+        confidence_measures[name] = _best_measure(confidence_auroc[name])
     protocol = "calibrator on OOF rows, conformal on the calibration part"
     return BuiltEnsemble(
         members=mf, strategies=fitted, calibrators=calibrators, conformals=conformals,
         default=parse_strategy(cfg.strategy).value, member_metrics=member_metrics,
         strategy_metrics=strategy_metrics, failed_strategies=failed, calibration_split=protocol,
-        config=cfg,
+        config=cfg, confidence_measures=confidence_measures, confidence_auroc=confidence_auroc,
     )

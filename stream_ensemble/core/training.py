@@ -21,6 +21,7 @@ from stream_ensemble.core.ensemble import ServingEnsemble
 from stream_ensemble.core.features import FeatureEncoder
 from stream_ensemble.core.pool import Member, ModelPool
 from stream_ensemble.core.registry import Registry
+from stream_ensemble.core.uncertainty import DEFAULT_CONFIDENCE
 from stream_ensemble.core.zoo import ModelSpec
 from stream_ensemble.errors import ModelPoolError
 
@@ -113,6 +114,7 @@ def train(
         "calibrator": built.calibrators.get(strategy),
         "conformal": built.conformals.get(strategy),
         "class_names": data.classes,
+        "confidence_measure": built.confidence_measures.get(strategy),
     }
     ref = registry.save(
         "ensembles",
@@ -127,6 +129,8 @@ def train(
             "classes": data.classes,
             "split": {"fractions": list(fractions), "random_state": random_state},
             "holdout_rows": holdout_rows.tolist(),
+            "confidence_measure": built.confidence_measures.get(strategy),
+            "confidence_error_auroc": built.confidence_auroc.get(strategy, {}),
             "metrics": built.strategy_metrics.get(strategy, {}) if hasattr(built, "strategy_metrics") else {},
         },
     )
@@ -154,9 +158,10 @@ def load_serving_ensemble(registry: Registry, name: str = "default", version: in
     strategy = payload["strategy"]
     if list(strategy.member_names) != pool.names:
         raise ModelPoolError(f"strategy members {strategy.member_names} do not match pool {pool.names}")
+    measure = payload.get("confidence_measure") or str(DEFAULT_CONFIDENCE.value)
     return ServingEnsemble(
         name, int(manifest["version"]), payload["encoder"], pool, strategy,
-        payload["calibrator"], payload["conformal"], list(payload["class_names"]),
+        payload["calibrator"], payload["conformal"], list(payload["class_names"]), measure,
     )
 
 
