@@ -381,6 +381,15 @@ class SelectionConstraints:
             raise ConfigError("node_limit, time_limit_s and n_iterations must be positive")
 
 
+def _inclusive(budget: float) -> float:
+    """The budget widened by float rounding, so a subset whose cost equals it stays feasible.
+
+    Costs are summed incrementally in the search; ``budget - a - b`` can land one ulp below
+    ``c`` when ``a + b + c == budget`` (found by the brute-force property test).
+    """
+    return float(budget) + 1e-9 * max(1.0, abs(float(budget))) if np.isfinite(budget) else float(budget)
+
+
 def _check_feasible_start(costs: FloatArray, allowed: Mask, budget: float, max_members: int | None) -> None:
     if max_members is not None and max_members < 1:
         raise ConfigError(f"max_members must be >= 1 or None, got {max_members}")
@@ -541,6 +550,7 @@ def branch_and_bound(
     met = get_metric(metric)
     t0 = time.perf_counter()
     P, y, costs, allowed = check_heldout(P, y, costs, allowed)
+    budget = _inclusive(budget)
     _check_feasible_start(costs, allowed, budget, max_members)
     n, m, n_classes = P.shape
     k_max = m if max_members is None else min(int(max_members), m)
@@ -705,6 +715,7 @@ def caruana(
     if n_iterations < 1 or init_best_n < 1:
         raise ConfigError("n_iterations and init_best_n must be >= 1")
     P, y, costs, allowed = check_heldout(P, y, costs, allowed)
+    budget = _inclusive(budget)
     _check_feasible_start(costs, allowed, budget, max_members)
     n, m, n_classes = P.shape
     k_max = m if max_members is None else max_members

@@ -92,6 +92,15 @@ def test_bnb_respects_diversity_floor_like_brute_force():
     assert r.diversity >= 0.3 and r.score == pytest.approx(want, abs=1e-9)
 
 
+def test_subset_costing_exactly_the_budget_is_feasible():
+    # Regression (found by hypothesis): budget == sum of all costs, float rounding in the
+    # incremental sums used to cut off the full set, the optimum here.
+    P, y = _pool(0, 31, 2, 2)
+    costs = np.random.default_rng(1).uniform(0.0, 1.0, 2)
+    r = branch_and_bound(P, y, costs=costs, budget=float(costs.sum()), max_members=2, metric="accuracy")
+    assert r.mask.all() and r.score == 1.0
+
+
 def test_stopped_search_bound_never_exceeds_optimum():
     P, y = _pool(5, 60, 12)
     costs = np.ones(12)
