@@ -123,7 +123,7 @@ def train(
         {
             "strategy": strategy,
             "members": [f"{m['name']}@v{m['version']}" for m in members],
-            "selected": list(built.strategies[strategy].member_names or []),
+            "selected": _selected(built.strategies[strategy]),
             "dataset": data.name,
             "data_fingerprint": fingerprint,
             "classes": data.classes,
@@ -136,6 +136,13 @@ def train(
     )
     say(f"saved ensemble {ref.tag} (strategy {strategy})")
     return TrainResult(ensemble_name, ref.version, members, strategy, int(holdout_rows.size))
+
+
+def _selected(strategy: Any) -> list[str]:
+    """Members the strategy runs when every member is healthy."""
+    names = list(strategy.member_names or [])
+    run = strategy.required_members(np.ones(len(names), dtype=bool))
+    return [n for n, r in zip(names, run) if r]
 
 
 def load_serving_ensemble(registry: Registry, name: str = "default", version: int | None = None) -> ServingEnsemble:
