@@ -5,8 +5,9 @@ Protocol, per dataset and per repeat ``r`` (seed ``random_state + r``):
 1. stratified split into fit 60% / calibration-validation 20% / test 20%;
 2. a :class:`~stream_ensemble.core.features.FeatureEncoder` fit on the fit part only;
 3. :func:`~stream_ensemble.core.builder.build` with every strategy: members fit with
-   out-of-fold predictions on the fit part, strategies fit on those, calibrators and conformal
-   predictors on the calibration-validation part;
+   out-of-fold predictions on the fit part, strategies fit on those, then calibrators and
+   conformal predictors as ``build`` does it (``BuiltEnsemble.calibration_split`` says on
+   which rows; it is recorded per dataset);
 4. on the test part: metrics of every member (raw probabilities), every strategy (calibrated
    probabilities; the uncalibrated ones are kept under ``methods_uncalibrated``), ``best_single``
    (the member with the lowest log loss on the calibration-validation part -- chosen on
@@ -22,6 +23,7 @@ against ``best_single`` is computed per repeat and then averaged.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import sys
@@ -269,6 +271,7 @@ class SplitResult:
     timings: dict[str, float]
     failed: dict[str, str] = field(default_factory=dict)
     n_test: int = 0
+    calibration_protocol: str = ""
 
 
 class _Timer:
@@ -359,11 +362,15 @@ def check_strategies(config: BenchConfig) -> list[str]:
     return [parse_strategy(s).value for s in config.strategies]
 
 
-def _conformal_rows(built: Any, y_cal: Labels) -> npt.NDArray[np.int64]:
-    """The calibration rows ``build`` fit its conformal sets on (half B, or all when reused)."""
-    if built.calibration_split == "halves":
-        return np.asarray(stratified_split(y_cal, (0.5, 0.5), built.config.random_state)[1])
-    return np.arange(y_cal.shape[0])
+def _mondrian_twin(conformal: Any) -> Any:
+    """The same fitted conformal predictor with class-conditional (Mondrian) thresholds.
+
+    ``ConformalClassifier.fit`` stores the per-class scores whatever ``mondrian`` is, so the
+    twin uses exactly the rows ``build`` calibrated on, whichever protocol it follows.
+    """
+    twin = copy.copy(conformal)
+    twin.mondrian = True
+    return twin
 
 
 def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[str]) -> SplitResult:
@@ -390,7 +397,7 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         No member could be fitted.
     """
     from stream_ensemble.core.builder import BuildConfig, build
-    from stream_ensemble.core.conformal import ConformalClassifier, coverage, mean_set_size
+    from stream_ensemble.core.conformal import coverage, mean_set_size
     from stream_ensemble.core.oof import predict_members
     from stream_ensemble.core.uncertainty import (
         CONFIDENCE_MEASURES,
@@ -452,11 +459,10 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
             "ece_after": expected_calibration_error(d["proba"], yt),
         }
         conformal: list[dict[str, Any]] = []
-        rows_b = _conformal_rows(built, yc)
-        proba_cal = built.score(P_cal, np.ones(P_cal.shape[:2], dtype=bool), Xc)["proba"]
-        mondrian = ConformalClassifier(mondrian=True).fit(proba_cal[rows_b], yc[rows_b])
+        plain = built.conformals[built.default]
+        mondrian = _mondrian_twin(plain)
         for alpha in config.alphas:
-            for is_m, cp in ((False, built.conformals[built.default]), (True, mondrian)):
+            for is_m, cp in ((False, plain), (True, mondrian)):
                 sets = cp.predict_set(d["proba"], alpha=alpha)
                 conformal.append({"alpha": alpha, "mondrian": is_m, "coverage": coverage(sets, yt),
                                   "mean_set_size": mean_set_size(sets)})
@@ -487,6 +493,7 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         calibration=calibration, conformal=conformal, confidence=confidence, timings=timer.seconds,
         failed={**{f"member:{k}": v for k, v in mf.failed.items()}, **built.failed_strategies},
         n_test=int(yt.shape[0]),
+        calibration_protocol=str(built.calibration_split),
     )
 
 
@@ -562,6 +569,7 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
         "n_features": len(data.features),
         "positive_rate": float(data.y.mean()),
         "n_test": splits[0].n_test,
+        "calibration_protocol": splits[0].calibration_protocol,
         "splits": len(splits),
         "best_single": max(set(bests), key=lambda b: (bests.count(b), -bests.index(b))),
         "best_single_per_split": bests,
@@ -732,7 +740,7 @@ def run_accuracy(
             f"fit {config.fractions[0]:.0%} / calibration-validation {config.fractions[1]:.0%} / "
             f"test {config.fractions[2]:.0%}; encoder fit on the fit part; members fit with 5-fold "
             "out-of-fold predictions on the fit part; strategies fit on the OOF predictions; "
-            "calibrator and conformal sets on the two halves of the calibration-validation part; "
+            "calibrator and conformal sets as build() fits them (see calibration_protocol); "
             "best_single = member with the lowest calibration-validation log loss; metrics on test."
         ),
         "splits": config.splits,

@@ -51,6 +51,11 @@ def _key_methods(result: Mapping[str, Any]) -> list[str]:
     return [m for m in KEY_METHODS if any(m in d["methods"] for d in per)]
 
 
+def _calibration_protocol(datasets: Mapping[str, Any]) -> str:
+    found = {d.get("calibration_protocol") for d in datasets.values()} - {None, ""}
+    return "; ".join(sorted(str(f) for f in found)) or "see the JSON"
+
+
 def _dataset_table(name: str, d: Mapping[str, Any]) -> list[str]:
     methods: Mapping[str, Mapping[str, Any]] = d["methods"]
     metrics = [m for m in _HIGHER_IS_BETTER if any(m in v for v in methods.values())]
@@ -116,8 +121,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         f"Protocol: {protocol.get('description', '')}",
         "",
-        "Strategies are reported on their **calibrated** probabilities (calibrator fit on the "
-        "calibration-validation part); members, `best_single`, `sklearn_stacking` and "
+        "Strategies are reported on their **calibrated** probabilities (calibrator as `build` "
+        f"fits it: {_calibration_protocol(datasets)}); members, `best_single`, `sklearn_stacking` and "
         "`deslib_knora_e` on their raw probabilities. The uncalibrated strategy numbers are in "
         "the JSON (`methods_uncalibrated`). Log loss clips probabilities at 1e-15. Values are "
         f"means over {protocol.get('splits', '?')} splits (± std). Total time "
