@@ -618,6 +618,10 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
         worst = min(finite, key=lambda n: finite[n]) if finite else None
         rel[m] = {
             "mean": float(np.mean(list(finite.values()))) if finite else math.nan,
+            # One near-separable dataset (log loss -> 0) can dominate the mean; the median and
+            # the win count are read alongside it.
+            "median": float(np.median(list(finite.values()))) if finite else math.nan,
+            "wins": int(sum(v > 0 for v in finite.values())),
             "worst_dataset": worst,
             "worst": finite[worst] if worst else math.nan,
             "per_dataset": per,

@@ -145,9 +145,11 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         key=lambda t: -t[1],
     )
     lines += ["All methods, mean over datasets:", ""]
+    n_sets = len(datasets)
     lines += _table(
-        ["method", "mean", "worst dataset"],
-        [[f"`{m}`", _pct(v), f"{rel[m].get('worst_dataset')} ({_pct(rel[m].get('worst'))})"] for m, v in ranking],
+        ["method", "mean", "median", f"datasets better than best single (of {n_sets})", "worst dataset"],
+        [[f"`{m}`", _pct(v), _pct(rel[m].get("median")), str(rel[m].get("wins", "–")),
+          f"{rel[m].get('worst_dataset')} ({_pct(rel[m].get('worst'))})"] for m, v in ranking],
     ) + [""]
     lines += [
         f"Best strategy on average: `{summary.get('best_strategy')}` "

@@ -70,6 +70,9 @@ def test_summarise_goals() -> None:
     s = accuracy.summarise(good)
     assert s["relative_log_loss_reduction"]["default"]["mean"] == pytest.approx(0.07)
     assert s["relative_log_loss_reduction"]["default"]["worst_dataset"] == "b"
+    assert s["relative_log_loss_reduction"]["default"]["median"] == pytest.approx(0.07)
+    assert s["relative_log_loss_reduction"]["default"]["wins"] == 2
+    assert s["relative_log_loss_reduction"]["best_single"]["wins"] == 0
     assert s["best_strategy"] == "caruana"
     assert all(g["holds"] for g in s["goals"].values()), s["goals"]
     bad = {"a": _entry(0.10, 0.20, (0.05, 0.06), 0.85, (0.90, 0.91)),
