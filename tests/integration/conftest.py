@@ -26,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 BOOTSTRAP = os.environ.get("SE_TEST_BOOTSTRAP", "127.0.0.1:9092")
 # A dedicated Redis database so tests never touch an operator's keys in db 0.
 REDIS_URL = os.environ.get("SE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CONNECT_TIMEOUT_S = float(os.environ.get("SE_TEST_CONNECT_TIMEOUT", "10"))
 
 
 def _unreachable(what: str, exc: BaseException) -> None:
@@ -38,7 +39,7 @@ def _unreachable(what: str, exc: BaseException) -> None:
 @pytest.fixture(scope="session")
 def servers() -> dict[str, str]:
     try:
-        AdminClient({"bootstrap.servers": BOOTSTRAP}).list_topics(timeout=10)
+        AdminClient({"bootstrap.servers": BOOTSTRAP}).list_topics(timeout=CONNECT_TIMEOUT_S)
     except KafkaException as exc:
         _unreachable(f"Kafka at {BOOTSTRAP}", exc)
     try:
