@@ -75,11 +75,11 @@ def test_bnb_matches_brute_force(seed, n, m, n_classes, budget_frac, mm_frac, me
 
 
 @pytest.mark.parametrize("metric", ["log_loss", "accuracy"])
-def test_bnb_matches_brute_force_15_models(metric):
-    P, y = _pool(7, 60, 15)
-    costs = np.random.default_rng(3).uniform(0.1, 1.0, 15)
+def test_bnb_matches_brute_force_16_models(metric):
+    P, y = _pool(7, 60, 16)
+    costs = np.random.default_rng(3).uniform(0.1, 1.0, 16)
     budget = 0.4 * costs.sum()
-    want = _brute_force(P, y, costs, budget, 15, 0.0, metric)
+    want = _brute_force(P, y, costs, budget, 16, 0.0, metric)
     r = branch_and_bound(P, y, costs=costs, budget=budget, metric=metric)
     assert r.proven_optimal and r.score == pytest.approx(want, abs=1e-9)
 
