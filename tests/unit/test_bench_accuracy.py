@@ -138,6 +138,9 @@ def test_tiny_end_to_end_follows_the_contract(tiny_result: dict, tmp_path: Path)
         assert entry["best_single"] in SMALL_POOL
         assert methods["best_single"]["log_loss"] == methods[entry["best_single"]]["log_loss"]
         assert methods["default"] == methods[entry["default"]]
+        picks = entry["validated_strategy_per_split"]
+        assert len(picks) == 1 and methods["validated_strategy"] == methods[picks[0]]
+        assert "validated_strategy" not in entry["strategies"]
         assert methods["best_single"]["relative_log_loss_reduction"] == 0.0
         assert set(entry["calibration"]) == {"ece_before", "ece_after"}
         levels = {(c["alpha"], c["mondrian"]) for c in entry["conformal"]}
