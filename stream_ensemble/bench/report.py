@@ -262,7 +262,7 @@ def render_png(result: Mapping[str, Any], path: str | Path) -> Path:
     ], dtype=float) * 100.0
     width = 0.8 / max(len(methods), 1)
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(11.0, 1.3 * len(names) + 4), 6.0))
+    fig, ax = plt.subplots(figsize=(max(11.0, 1.3 * len(names) + 4), 7.0))
     cmap = plt.get_cmap("tab10")
     low = _CLIP_LOW * 100.0
     for k, m in enumerate(methods):
@@ -273,7 +273,8 @@ def render_png(result: Mapping[str, Any], path: str | Path) -> Path:
                linewidth=1.2 if m == "default" else 0)
         for xi, vi in zip(pos, v):
             if math.isfinite(vi) and vi < low:
-                ax.text(xi, low, f"{vi:.0f}%", rotation=90, ha="center", va="bottom", fontsize=7, color="white")
+                ax.text(xi, low + 1, f"{vi:.0f}%", rotation=90, ha="center", va="bottom", fontsize=7,
+                        color="black", bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "linewidth": 0})
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.axvspan(len(names) - 1.5, len(names) - 0.5, color="0.92", zorder=0)
     ax.set_xticks(x)
