@@ -481,7 +481,8 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         mondrian = _mondrian_twin(plain)
         for alpha in config.alphas:
             for is_m, cp in ((False, plain), (True, mondrian)):
-                sets = cp.predict_set(d["proba"], alpha=alpha)
+                # The served sets: scores on the unclipped calibrated probability.
+                sets = cp.predict_set(d["set_proba"], alpha=alpha)
                 conformal.append({"alpha": alpha, "mondrian": is_m, "coverage": coverage(sets, yt),
                                   "mean_set_size": mean_set_size(sets)})
         st = built.strategies[built.default]

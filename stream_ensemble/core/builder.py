@@ -167,7 +167,8 @@ class BuiltEnsemble:
         -------
         dict of str to ndarray
             ``raw_proba`` (n, c), ``raw_positive`` (n,), ``positive`` (n,) calibrated,
-            ``proba`` (n, c) calibrated, ``decision`` (n,) int, ``prediction_set`` (n, c) bool,
+            ``proba`` (n, c) calibrated, ``set_proba`` (n, c) calibrated without the clip (what
+            the conformal sets are computed on), ``decision`` (n,) int, ``prediction_set`` (n, c) bool,
             ``used`` (n, m) bool.
 
         Raises
@@ -181,13 +182,15 @@ class BuiltEnsemble:
         st = self.strategies[name]
         raw = st.predict_proba(P, available, X)
         proba = _calibrated(self.calibrators[name], raw)
+        set_proba = _calibrated(self.calibrators[name], raw, clip=False)
         return {
             "raw_proba": raw,
             "raw_positive": raw[:, 1],
             "positive": proba[:, 1],
             "proba": proba,
+            "set_proba": set_proba,
             "decision": np.argmax(proba, axis=1).astype(np.int64),
-            "prediction_set": self.conformals[name].predict_set(proba),
+            "prediction_set": self.conformals[name].predict_set(set_proba),
             "used": st.used_mask(available, X),
         }
 
@@ -227,10 +230,11 @@ class BuiltEnsemble:
         return name
 
 
-def _calibrated(calibrator: EnsembleCalibrator | None, raw: FloatArray) -> FloatArray:
+def _calibrated(calibrator: EnsembleCalibrator | None, raw: FloatArray, clip: bool = True) -> FloatArray:
+    """(n, c) calibrated probabilities; ``clip=False`` for conformal scores (see ``transform``)."""
     if calibrator is None:
         return raw
-    q = calibrator.transform(raw[:, 1])
+    q = calibrator.transform(raw[:, 1], clip=clip)
     return np.column_stack([1.0 - q, q])
 
 
@@ -355,7 +359,7 @@ def build(
             cal = EnsembleCalibrator(method=cfg.calibration, random_state=cfg.random_state)
             cal.fit(oof[:, 1], np.asarray(y_fit).astype(np.int64))
         proba = _calibrated(cal, raw)
-        conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian).fit(proba, yc)
+        conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian).fit(_calibrated(cal, raw, clip=False), yc)
         calibrators[name] = cal
         strategy_metrics[name] = {**_metrics(raw, yc), **_metrics(proba, yc, "calibrated_")}
         confidence_auroc[name] = _confidence_aurocs(st, P_cal, Xc, proba, yc)

@@ -142,10 +142,10 @@ class ServingEnsemble:
             [m.name not in down and m.tag not in down for m in self.pool.members], dtype=bool
         )
 
-    def _combine(self, P: Proba, available: Mask, X: Matrix) -> tuple[np.ndarray, np.ndarray]:
+    def _combine(self, P: Proba, available: Mask, X: Matrix, clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
         raw = self.strategy.predict_proba(P, available, X)
         pos = raw[:, 1]
-        cal = self.calibrator.transform(pos) if self.calibrator is not None else pos
+        cal = self.calibrator.transform(pos, clip=clip) if self.calibrator is not None else pos
         return raw, np.asarray(cal, dtype=np.float64)
 
     def score(
@@ -178,8 +178,9 @@ class ServingEnsemble:
         weights = np.where(used, self.strategy.effective_weights(available, X), 0.0)
         unc = uncertainty(pool_run.proba, used, weights, proba)
         conf = confidence(proba, unc, self.confidence_measure)
+        unclipped = self.calibrator.transform(raw[:, 1], clip=False) if self.calibrator is not None else raw[:, 1]
         sets = (
-            self.conformal.predict_set(proba)
+            self.conformal.predict_set(np.column_stack([1.0 - unclipped, unclipped]))
             if self.conformal is not None
             else np.eye(proba.shape[1], dtype=bool)[decision]
         )
