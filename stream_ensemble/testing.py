@@ -40,15 +40,21 @@ class InMemoryHealth:
 class InMemorySource:
     """:class:`~stream_ensemble.ports.EventSource` over a list of messages."""
 
-    def __init__(self, messages: Sequence[RawMessage]) -> None:
+    def __init__(self, messages: Sequence[RawMessage], fail_commits: int = 0) -> None:
         self.pending = list(messages)
         self.committed: dict[tuple[str, int], int] = {}
+        self.fail_commits = fail_commits
 
     def poll_batch(self, max_messages: int, timeout_s: float) -> list[RawMessage]:
         batch, self.pending = self.pending[:max_messages], self.pending[max_messages:]
         return batch
 
     def commit(self, refs: Sequence[SourceRef]) -> None:
+        if self.fail_commits:
+            from stream_ensemble.errors import KafkaAdapterError
+
+            self.fail_commits -= 1
+            raise KafkaAdapterError("commit failed: partition revoked (fake)")
         for r in refs:
             key = (r.topic, r.partition)
             self.committed[key] = max(self.committed.get(key, 0), r.offset + 1)

@@ -19,6 +19,7 @@ from types import FrameType
 from stream_ensemble.codec import dlq_record
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.engine import ScoringService
+from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.ports import EventSink, EventSource
 
 log = logging.getLogger("stream_ensemble.worker")
@@ -33,6 +34,7 @@ class WorkerStats:
     scored: int = 0
     dead_lettered: int = 0
     cache_hits: int = 0
+    commit_failures: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, float]:
@@ -44,6 +46,7 @@ class WorkerStats:
             "scored": self.scored,
             "dead_lettered": self.dead_lettered,
             "cache_hits": self.cache_hits,
+            "commit_failures": self.commit_failures,
             "events_per_s": round(self.consumed / elapsed, 1),
         }
 
@@ -107,7 +110,14 @@ class Worker:
         t3 = time.perf_counter()
         self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
         t4 = time.perf_counter()
-        self.source.commit([m.ref for m in messages])
+        try:
+            self.source.commit([m.ref for m in messages])
+        except KafkaAdapterError as exc:
+            # Outputs are already acknowledged; a failed commit (typically a partition
+            # revoked by a rebalance mid-batch) only means the new owner re-reads these
+            # events: duplicates downstream, never a loss. Not a reason to stop.
+            self.stats.commit_failures += 1
+            log.warning("offset commit failed, events will be re-delivered: %s", exc)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "batch n=%d poll=%.1fms handle=%.1fms produce=%.1fms flush=%.1fms commit=%.1fms",

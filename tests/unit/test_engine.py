@@ -133,3 +133,14 @@ def test_explanation_levels_and_contributions_add_up(small_ensemble: ServingEnse
         reasons = {m["model"]: m["reason"] for m in e["members"]}
         assert reasons["decision_tree@v1"] == "marked_down"
         assert sum(m["weight"] for m in used) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_failed_commit_does_not_stop_the_worker(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
+    source = InMemorySource([raw(msg(i, records[i]), offset=i) for i in range(20)], fail_commits=1)
+    sink = InMemorySink()
+    worker = Worker(source, sink, ScoringService(small_ensemble, InMemoryHealth(), None), KafkaConfig(batch_size=10))
+    assert worker.run_once() == 10  # outputs delivered, commit refused: logged, counted, go on
+    assert worker.run_once() == 10
+    assert worker.stats.commit_failures == 1
+    assert source.committed == {("features", 0): 20}
+    assert len(sink.delivered) == 20
