@@ -130,10 +130,11 @@ class BuiltEnsemble:
         Which rows the calibrator and the conformal sets were fit on (module docstring).
     config : BuildConfig
     confidence_measures : dict of str to str
-        Strategy name -> the confidence definition (``core.uncertainty.ConfidenceName``) that
-        best separates right from wrong decisions (error AUROC) on the calibration part.
+        Strategy name -> the confidence definition served (``DEFAULT_CONFIDENCE``, the best
+        on the benchmark; a per-ensemble pick on a few hundred calibration rows was noisier).
     confidence_auroc : dict of str to dict
-        Strategy name -> error AUROC of every confidence definition on the calibration part.
+        Strategy name -> error AUROC of every confidence definition on the calibration part
+        (a diagnostic, written to the ensemble manifest).
     """
 
     members: MemberFit
@@ -268,15 +269,6 @@ def _confidence_aurocs(st: EnsembleStrategy, P_all: Proba, X: Matrix, proba: Flo
     return out
 
 
-def _best_measure(aurocs: dict[str, float]) -> str:
-    """The definition with the highest error AUROC; ties (and all-correct data) keep the default."""
-    best = DEFAULT_CONFIDENCE.value
-    for name, value in aurocs.items():
-        if value > aurocs[best] + 1e-12:
-            best = name
-    return best
-
-
 def build(
     specs: Sequence[ModelSpec],
     X_fit: Matrix,
@@ -363,7 +355,7 @@ def build(
         calibrators[name] = cal
         strategy_metrics[name] = {**_metrics(raw, yc), **_metrics(proba, yc, "calibrated_")}
         confidence_auroc[name] = _confidence_aurocs(st, P_cal, Xc, proba, yc)
-        confidence_measures[name] = _best_measure(confidence_auroc[name])
+        confidence_measures[name] = DEFAULT_CONFIDENCE.value
     protocol = "calibrator on OOF rows, conformal on the calibration part"
     return BuiltEnsemble(
         members=mf, strategies=fitted, calibrators=calibrators, conformals=conformals,
