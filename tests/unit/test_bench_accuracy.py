@@ -39,7 +39,7 @@ def test_relative_reduction() -> None:
     assert math.isnan(accuracy.relative_reduction(1.0, 0.0))
 
 
-def test_aggregate_methods_mean_std_and_reduction_per_split() -> None:
+def test_aggregate_methods_mean_std_and_reduction_of_means() -> None:
     per_split = [
         {"best_single": {k: 1.0 for k in accuracy.METRIC_NAMES}, "a": {k: 0.5 for k in accuracy.METRIC_NAMES}},
         {"best_single": {k: 2.0 for k in accuracy.METRIC_NAMES}, "a": {k: 2.0 for k in accuracy.METRIC_NAMES},
@@ -48,8 +48,10 @@ def test_aggregate_methods_mean_std_and_reduction_per_split() -> None:
     out = accuracy._aggregate_methods(per_split, "best_single")
     assert set(out) == {"best_single", "a"}  # a method missing from one split is dropped
     assert out["a"]["log_loss"] == pytest.approx(1.25) and out["a"]["log_loss_std"] == pytest.approx(0.75)
-    # (1 - 0.5) / 1 = 0.5 and (2 - 2) / 2 = 0: the mean of per-split reductions, not of means.
-    assert out["a"][accuracy.REL_LL] == pytest.approx(0.25)
+    # Headline: reduction of the split means, (1.5 - 1.25) / 1.5; the mean of the per-split
+    # reductions ((1 - 0.5) / 1 = 0.5 and (2 - 2) / 2 = 0) is kept beside it.
+    assert out["a"][accuracy.REL_LL] == pytest.approx(0.25 / 1.5)
+    assert out["a"][accuracy.REL_LL + "_split_mean"] == pytest.approx(0.25)
 
 
 def _entry(rel_default: float, rel_stack: float, ece: tuple[float, float], cov: float, sel: tuple[float, float]) -> dict:
