@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stream_ensemble.core.calibration import CLIP
 from stream_ensemble.core.explain import (
     ExclusionReason,
     build_explanations,
@@ -142,10 +143,15 @@ class ServingEnsemble:
             [m.name not in down and m.tag not in down for m in self.pool.members], dtype=bool
         )
 
-    def _combine(self, P: Proba, available: Mask, X: Matrix, clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def _combine(self, P: Proba, available: Mask, X: Matrix) -> tuple[np.ndarray, np.ndarray]:
+        """Raw combined probabilities (n, c) and the calibrated positive class (n,), unclipped.
+
+        The calibration map runs once; :meth:`score` clips for the served probability and
+        keeps the unclipped values for the conformal scores (clipping creates ties).
+        """
         raw = self.strategy.predict_proba(P, available, X)
         pos = raw[:, 1]
-        cal = self.calibrator.transform(pos, clip=clip) if self.calibrator is not None else pos
+        cal = self.calibrator.transform(pos, clip=False) if self.calibrator is not None else pos
         return raw, np.asarray(cal, dtype=np.float64)
 
     def score(
@@ -170,7 +176,8 @@ class ServingEnsemble:
         run = self.strategy.required_members(healthy)
         pool_run = self.pool.proba(X, run)
         available = pool_run.ok & healthy[None, :]
-        raw, pos = self._combine(pool_run.proba, available, X)
+        raw, unclipped = self._combine(pool_run.proba, available, X)
+        pos = np.clip(unclipped, CLIP, 1.0 - CLIP) if self.calibrator is not None else unclipped
         proba = np.column_stack([1.0 - pos, pos])
         used = self.strategy.used_mask(available, X)
         decision = (pos >= 0.5).astype(np.int64)
@@ -178,7 +185,6 @@ class ServingEnsemble:
         weights = np.where(used, self.strategy.effective_weights(available, X), 0.0)
         unc = uncertainty(pool_run.proba, used, weights, proba)
         conf = confidence(proba, unc, self.confidence_measure)
-        unclipped = self.calibrator.transform(raw[:, 1], clip=False) if self.calibrator is not None else raw[:, 1]
         sets = (
             self.conformal.predict_set(np.column_stack([1.0 - unclipped, unclipped]))
             if self.conformal is not None
@@ -213,6 +219,8 @@ class ServingEnsemble:
     ) -> list[dict[str, Any] | None]:
         levels = [explain] * n if isinstance(explain, str) else list(explain)
         out: list[dict[str, Any] | None] = [None] * n
+        if all(lv == "none" for lv in levels):
+            return out
         reasons = np.asarray(self.strategy.exclusion_reasons(healthy, available, X))
         # Pool-level failures are more specific than the strategy's view of "not available".
         for name, why in pool_run.failed.items():
