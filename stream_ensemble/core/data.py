@@ -147,21 +147,24 @@ def from_frame(frame: Any, label: str, positive: str | None, name: str) -> Datas
     columns: dict[str, np.ndarray] = {}
     numeric: list[str] = []
     categorical: list[str] = []
+    import pandas as pd
+
     for c in frame.columns:
         if c == label:
             continue
         col = frame[c]
-        if col.dtype == object:
-            col = col.astype(str).str.strip().replace({"?": None, "": None, "nan": None})
-        import pandas as pd
-
+        # pandas 3 reads text as the "str" dtype, pandas 2 as object: treat both as text.
+        if pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col):
+            col = col.astype(object).where(col.notna(), None)
+            col = col.map(lambda v: None if v is None else str(v).strip())
+            col = col.map(lambda v: None if v in ("?", "", "nan") else v)
         as_num = pd.to_numeric(col, errors="coerce")
         present = col.notna()
         if present.sum() and as_num[present].notna().all():
-            columns[str(c)] = as_num.to_numpy(dtype=np.float64)
+            columns[str(c)] = np.asarray(as_num, dtype=np.float64)
             numeric.append(str(c))
         else:
-            columns[str(c)] = np.array([None if v is None or v != v else str(v) for v in col], dtype=object)
+            columns[str(c)] = np.array([None if pd.isna(v) else str(v) for v in col], dtype=object)
             categorical.append(str(c))
     return Dataset(name, columns, numeric, categorical, y, [negative, positive])
 
