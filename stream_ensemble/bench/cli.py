@@ -85,13 +85,18 @@ class _TqdmHandler(logging.Handler):
                    "random_forest, extra_trees, hist_gb, knn, naive_bayes, mlp, decision_tree).")
 @click.option("--no-baselines", is_flag=True, default=False,
               help="Skip scikit-learn stacking and DESlib KNORA-E.")
+@click.option("--min-test-rows", type=click.IntRange(min=0), default=2000, show_default=True,
+              help="Run more splits on a small dataset until its test parts total this many rows "
+                   "(coverage, ECE and selective accuracy need them); 0 = exactly --splits.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes running a dataset's splits in parallel.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of split r is seed + r.")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar and no timing log.")
 def accuracy_cmd(
     data_dir: Path | None, out: Path, md: Path | None, png: Path | None, splits: int,
     dataset_names: str | None, max_rows: int | None, csv_path: Path | None, label: str | None,
     positive: str | None, no_header: bool, strategy_names: str | None, member_names: str | None,
-    no_baselines: bool,
+    no_baselines: bool, min_test_rows: int, jobs: int,
     seed: int, quiet: bool,
 ) -> None:
     """Test metrics of every member, every strategy and outside baselines on real data.
@@ -117,6 +122,7 @@ def accuracy_cmd(
         strategies = _split_list(strategy_names)
         config = accuracy.BenchConfig(
             splits=splits, random_state=seed, baselines=not no_baselines,
+            min_test_rows=min_test_rows, jobs=jobs,
             strategies=tuple(strategies) if strategies else None,
             pool=accuracy.pool_subset(_split_list(member_names)),
         )

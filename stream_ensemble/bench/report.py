@@ -198,10 +198,16 @@ def _issue4_tables(datasets: Mapping[str, Any]) -> list[str]:
                     cells.append("–")
                     continue
                 off = abs(e["coverage"] - (1 - lv[0])) > 0.02
-                s = f"{e['coverage']:.3f} (size {e['mean_set_size']:.2f})"
+                se = e.get("coverage_se")
+                s = f"{e['coverage']:.3f}" + (f" ± {se:.3f}" if isinstance(se, float) and math.isfinite(se) else "")
+                s += f" (size {e['mean_set_size']:.2f})"
+                if "coverage_deterministic" in e and e.get("randomized"):
+                    s += f"; deterministic {e['coverage_deterministic']:.3f}"
                 cells.append(f"**{s}**" if off else s)
             rows.append(cells)
-        lines += ["Conformal coverage on test (mean set size); bold = more than 2 points off target:", ""]
+        lines += ["Conformal coverage on test ± its standard error over the splits (mean set size; the "
+                  "served sets are randomized when a deterministic figure follows); bold = more than "
+                  "2 points off target:", ""]
         lines += _table(header, rows) + [""]
     measures = sorted({k for d in datasets.values() for k in d.get("confidence", {}).get("measures", {})})
     rows = []

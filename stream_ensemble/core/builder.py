@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_ensemble.core.calibration import EnsembleCalibrator, parse_method
-from stream_ensemble.core.conformal import ConformalClassifier
+from stream_ensemble.core.conformal import ConformalClassifier, row_uniforms
 from stream_ensemble.core.evaluation import error_auroc, evaluate
 from stream_ensemble.core.uncertainty import CONFIDENCE_MEASURES, DEFAULT_CONFIDENCE, uncertainty
 from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
@@ -75,6 +75,10 @@ class BuildConfig:
         Miscoverage level of the prediction sets, in (0, 1).
     mondrian : bool
         Class-conditional conformal thresholds.
+    conformal_randomized : bool
+        Smoothed (randomized) conformal sets, coverage exactly ``1 - alpha`` instead of at
+        least (``core.conformal`` module docstring); the tie-breaking uniform of a row is a
+        hash of its encoded features, so the same event always gets the same set.
     random_state : int
         Seeds folds, the calibration halves, regions and inner CV.
 
@@ -90,6 +94,7 @@ class BuildConfig:
     calibration: str = "auto"
     conformal_alpha: float = 0.1
     mondrian: bool = False
+    conformal_randomized: bool = True
     random_state: int = 0
 
     def __post_init__(self) -> None:
@@ -160,7 +165,8 @@ class BuiltEnsemble:
             Member probabilities (``NaN`` where ``available`` is False).
         available : ndarray of bool, shape (n_events, n_models)
         X : ndarray of shape (n_events, n_features), optional
-            Needed by dynamic strategies.
+            Needed by dynamic strategies; its rows also seed the tie-breaking of randomized
+            conformal sets (``P``'s rows when absent).
         strategy : str, optional
             Default: ``self.default``.
 
@@ -191,7 +197,8 @@ class BuiltEnsemble:
             "proba": proba,
             "set_proba": set_proba,
             "decision": np.argmax(proba, axis=1).astype(np.int64),
-            "prediction_set": self.conformals[name].predict_set(set_proba),
+            "prediction_set": self.conformals[name].predict_set(
+                set_proba, u=row_uniforms(X if X is not None else P.reshape(P.shape[0], -1))),
             "used": st.used_mask(available, X),
         }
 
@@ -351,7 +358,7 @@ def build(
             cal = EnsembleCalibrator(method=cfg.calibration, random_state=cfg.random_state)
             cal.fit(oof[:, 1], np.asarray(y_fit).astype(np.int64))
         proba = _calibrated(cal, raw)
-        conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian).fit(_calibrated(cal, raw, clip=False), yc)
+        conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian, cfg.conformal_randomized).fit(_calibrated(cal, raw, clip=False), yc)
         calibrators[name] = cal
         strategy_metrics[name] = {**_metrics(raw, yc), **_metrics(proba, yc, "calibrated_")}
         confidence_auroc[name] = _confidence_aurocs(st, P_cal, Xc, proba, yc)

@@ -17,6 +17,18 @@ threshold is the ``k``-th smallest score, ``k = ceil((n + 1)(1 - alpha))`` -- th
 quantile at level ``ceil((n + 1)(1 - alpha)) / n``; when ``k > n`` the threshold is ``+inf``
 (every class is in every set). A class ``c`` is in a row's set iff ``1 - p_c <= threshold``.
 
+Randomized (smoothed) sets, ``randomized=True``: the deterministic rule above covers at least
+``1 - alpha`` but up to ``1 / (n + 1)`` more, and more still when scores tie (a member that
+outputs exactly 1.0 gives many calibration scores of exactly 0). The smoothed conformal p-value
+of class ``c`` (Vovk, Gammerman & Shafer, *Algorithmic Learning in a Random World*, 2005, ch. 2)
+
+    p_c = (#{i : s_i > s_c} + u * (#{i : s_i = s_c} + 1)) / (n + 1),    u ~ Uniform[0, 1),
+
+puts ``c`` in the set iff ``p_c > alpha``; its coverage is exactly ``1 - alpha`` in expectation,
+ties included. Rows and thresholds differ only in the tie-breaking ``u``: the worker derives it
+from a hash of the event's encoded features (:func:`row_uniforms`), so a replayed event gets the
+same set, and ``u`` is independent of the score for all practical purposes.
+
 Empty sets: kept, as in the standard definition (no argmax is forced in). With small ``alpha``
 sets rarely are empty; with large ``alpha`` an empty set says that no class is plausible at that
 level, which is itself a signal. Report :func:`mean_set_size` and :func:`empty_rate` with
@@ -64,6 +76,9 @@ class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
         Class-conditional (Mondrian) thresholds: class ``c``'s threshold is computed from the
         calibration rows whose label is ``c`` only, so coverage holds per class. A class with
         no calibration row gets threshold ``+inf`` (always included).
+    randomized : bool, default=False
+        Smoothed p-values with a tie-breaking uniform per row (module docstring): coverage
+        exactly ``1 - alpha`` instead of at least. :meth:`predict_set` then needs ``u``.
 
     Attributes
     ----------
@@ -85,9 +100,10 @@ class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
     [[True, False]]
     """
 
-    def __init__(self, alpha: float = 0.1, mondrian: bool = False) -> None:
+    def __init__(self, alpha: float = 0.1, mondrian: bool = False, randomized: bool = False) -> None:
         self.alpha = alpha
         self.mondrian = mondrian
+        self.randomized = randomized
 
     def fit(self, proba_cal: npt.ArrayLike, y_cal: npt.ArrayLike) -> ConformalClassifier:
         """Store the calibration split's sorted nonconformity scores.
@@ -157,8 +173,11 @@ class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
             return np.array([_conformal_threshold(s, a) for s in self.class_scores_])
         return np.full(self.n_classes_, _conformal_threshold(self.scores_, a))
 
-    def predict_set(self, proba: npt.ArrayLike, alpha: float | None = None) -> BoolArray:
-        """Prediction sets: class ``c`` is in row ``i``'s set iff ``1 - proba[i, c] <= t_c``.
+    def predict_set(
+        self, proba: npt.ArrayLike, alpha: float | None = None, u: npt.ArrayLike | None = None
+    ) -> BoolArray:
+        """Prediction sets: class ``c`` is in row ``i``'s set iff ``1 - proba[i, c] <= t_c``
+        (or, when ``randomized``, iff its smoothed p-value exceeds ``alpha``).
 
         Parameters
         ----------
@@ -166,6 +185,9 @@ class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
             Final probabilities of the rows to predict.
         alpha : float, optional
             Miscoverage level; defaults to ``self.alpha``. No refit is needed.
+        u : array-like of shape (n,), optional
+            Tie-breaking uniforms in [0, 1), one per row; required when ``randomized``
+            (e.g. :func:`row_uniforms` of the encoded rows), ignored otherwise.
 
         Returns
         -------
@@ -185,7 +207,60 @@ class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
         p = np.asarray(proba, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] != self.n_classes_:
             raise CombinerError(f"expected (n, {self.n_classes_}) probabilities, got {p.shape}")
-        return np.asarray(1.0 - p <= self.threshold(alpha)[None, :], dtype=bool)
+        if not getattr(self, "randomized", False):
+            return np.asarray(1.0 - p <= self.threshold(alpha)[None, :], dtype=bool)
+        a = _check_alpha(self.alpha if alpha is None else alpha)
+        if u is None:
+            raise CombinerError("randomized conformal sets need one tie-breaking uniform per row (u)")
+        uu = np.asarray(u, dtype=np.float64).ravel()
+        if uu.shape[0] != p.shape[0]:
+            raise CombinerError(f"{uu.shape[0]} tie-breaking uniforms for {p.shape[0]} rows")
+        scores = 1.0 - p
+        out = np.empty(p.shape, dtype=bool)
+        for c in range(self.n_classes_):
+            cal = self.class_scores_[c] if self.mondrian else self.scores_
+            n = cal.shape[0]
+            right = np.searchsorted(cal, scores[:, c], side="right")
+            left = np.searchsorted(cal, scores[:, c], side="left")
+            pval = ((n - right) + uu * (right - left + 1)) / (n + 1)
+            out[:, c] = pval > a
+        return out
+
+
+def row_uniforms(X: npt.ArrayLike) -> FloatArray:
+    """A deterministic pseudo-uniform in [0, 1) per row, from the row's bytes.
+
+    The tie-breaking ``u`` of randomized sets: the same encoded row always gets the same ``u``
+    (a replayed event gets the same set), while distinct rows get values that behave as
+    independent uniforms. Vectorised splitmix64 over the row's 64-bit words.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        Encoded rows (any dtype; ``float64`` as the encoder produces).
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Values in [0, 1).
+    """
+    A = np.ascontiguousarray(np.asarray(X, dtype=np.float64))
+    if A.ndim != 2:
+        raise CombinerError(f"expected (n, d) rows, got shape {A.shape}")
+    words = A.view(np.uint64)
+    h = np.full(A.shape[0], 0x9E3779B97F4A7C15, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(words.shape[1]):
+            h = _splitmix64(h ^ words[:, j])
+        h = _splitmix64(h)
+    return np.asarray((h >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+
+
+def _splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.asarray(x ^ (x >> np.uint64(31)))
 
 
 def _check_sets(sets: npt.ArrayLike) -> BoolArray:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream_ensemble.core.calibration import CLIP
+from stream_ensemble.core.conformal import row_uniforms
 from stream_ensemble.core.explain import (
     ExclusionReason,
     build_explanations,
@@ -186,7 +187,7 @@ class ServingEnsemble:
         unc = uncertainty(pool_run.proba, used, weights, proba)
         conf = confidence(proba, unc, self.confidence_measure)
         sets = (
-            self.conformal.predict_set(np.column_stack([1.0 - unclipped, unclipped]))
+            self.conformal.predict_set(np.column_stack([1.0 - unclipped, unclipped]), u=row_uniforms(X))
             if self.conformal is not None
             else np.eye(proba.shape[1], dtype=bool)[decision]
         )

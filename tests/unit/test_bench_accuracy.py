@@ -190,7 +190,7 @@ def test_cli_csv_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--label" in res.output
 
 
-def test_mondrian_twin_matches_a_mondrian_fit_on_the_same_rows() -> None:
+def test_conformal_twins_match_predictors_fit_on_the_same_rows() -> None:
     from stream_ensemble.core.conformal import ConformalClassifier
 
     rng = np.random.default_rng(0)
@@ -198,8 +198,13 @@ def test_mondrian_twin_matches_a_mondrian_fit_on_the_same_rows() -> None:
     proba = np.column_stack([1 - q, q])
     y = (rng.uniform(size=200) < 0.3 + 0.4 * q).astype(int)
     plain = ConformalClassifier(alpha=0.1).fit(proba, y)
-    twin = accuracy._mondrian_twin(plain)
+    twin = accuracy._conformal_twin(plain, mondrian=True, randomized=False)
     ref = ConformalClassifier(alpha=0.1, mondrian=True).fit(proba, y)
     assert np.array_equal(twin.threshold(0.05), ref.threshold(0.05))
     assert not np.array_equal(twin.threshold(0.1), plain.threshold(0.1))  # per-class differs here
     assert plain.mondrian is False  # the built predictor itself is untouched
+    u = rng.uniform(size=50)
+    rand = accuracy._conformal_twin(plain, mondrian=True, randomized=True)
+    ref_rand = ConformalClassifier(alpha=0.1, mondrian=True, randomized=True).fit(proba, y)
+    assert np.array_equal(rand.predict_set(proba[:50], u=u), ref_rand.predict_set(proba[:50], u=u))
+    assert plain.randomized is False

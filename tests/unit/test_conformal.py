@@ -14,6 +14,7 @@ from stream_ensemble.core.conformal import (
     coverage,
     empty_rate,
     mean_set_size,
+    row_uniforms,
 )
 from stream_ensemble.errors import CombinerError, ConfigError
 
@@ -105,3 +106,56 @@ def test_errors() -> None:
         cp.predict_set(np.full((1, 3), 1 / 3))
     with pytest.raises(CombinerError):
         ConformalClassifier().fit(cal, np.array([0, 2]))
+
+
+def _tied(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """95% of rows get an exact 0/1 probability on their true class (a nearly separable task)."""
+    y = rng.integers(0, 2, n)
+    p = np.where(rng.uniform(size=n) < 0.95, y.astype(float), rng.uniform(0.2, 0.8, n))
+    return np.column_stack([1 - p, p]), y
+
+
+@pytest.mark.parametrize("mondrian", [False, True])
+def test_randomized_sets_are_exact_under_ties_where_deterministic_ones_over_cover(mondrian: bool) -> None:
+    # Small calibration splits with many tied scores: the deterministic rule over-covers by
+    # more than 2 points, the smoothed p-value rule averages exactly 1 - alpha.
+    rng = np.random.default_rng(7)
+    alpha, det, rnd = 0.1, [], []
+    for _ in range(400):
+        p_cal, y_cal = _tied(40, rng)
+        p_test, y_test = _tied(200, rng)
+        cp = ConformalClassifier(alpha=alpha, mondrian=mondrian).fit(p_cal, y_cal)
+        det.append(coverage(cp.predict_set(p_test), y_test))
+        cp.randomized = True
+        rnd.append(coverage(cp.predict_set(p_test, u=rng.uniform(size=200)), y_test))
+    assert np.mean(det) - (1 - alpha) > 0.02
+    assert abs(np.mean(rnd) - (1 - alpha)) < 0.01
+
+
+def test_randomized_sets_are_subsets_of_deterministic_ones_and_equal_as_u_tends_to_1() -> None:
+    rng = np.random.default_rng(3)
+    p_cal, y_cal = _exchangeable(30, rng)
+    p, _ = _exchangeable(1000, rng)
+    det = ConformalClassifier(alpha=0.1).fit(p_cal, y_cal)
+    rnd = ConformalClassifier(alpha=0.1, randomized=True).fit(p_cal, y_cal)
+    sets = rnd.predict_set(p, u=rng.uniform(size=1000))
+    assert np.all(sets <= det.predict_set(p)) and sets.sum() < det.predict_set(p).sum()
+    assert np.array_equal(rnd.predict_set(p, u=np.full(1000, 1 - 1e-12)), det.predict_set(p))
+    with pytest.raises(CombinerError, match="tie-breaking"):
+        rnd.predict_set(p)
+    with pytest.raises(CombinerError, match="uniforms for"):
+        rnd.predict_set(p, u=np.zeros(3))
+
+
+def test_row_uniforms_are_deterministic_and_uniform() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50_000, 6))
+    u = row_uniforms(X)
+    assert u.shape == (50_000,) and np.array_equal(u, row_uniforms(X.copy()))
+    assert u.min() >= 0.0 and u.max() < 1.0
+    counts = np.histogram(u, bins=10, range=(0, 1))[0]
+    assert np.all(np.abs(counts - 5000) < 5 * math.sqrt(5000))  # 5 sigma per bin
+    # Rows that differ in one feature get unrelated values.
+    Y = X.copy()
+    Y[:, 3] += 1e-9
+    assert abs(np.corrcoef(u, row_uniforms(Y))[0, 1]) < 0.02
