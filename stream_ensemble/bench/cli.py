@@ -85,7 +85,7 @@ class _TqdmHandler(logging.Handler):
                    "random_forest, extra_trees, hist_gb, knn, naive_bayes, mlp, decision_tree).")
 @click.option("--no-baselines", is_flag=True, default=False,
               help="Skip scikit-learn stacking and DESlib KNORA-E.")
-@click.option("--min-test-rows", type=click.IntRange(min=0), default=2000, show_default=True,
+@click.option("--min-test-rows", type=click.IntRange(min=0), default=5000, show_default=True,
               help="Run more splits on a small dataset until its test parts total this many rows "
                    "(coverage, ECE and selective accuracy need them); 0 = exactly --splits.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,

@@ -130,12 +130,22 @@ def train(
             "split": {"fractions": list(fractions), "random_state": random_state},
             "holdout_rows": holdout_rows.tolist(),
             "confidence_measure": built.confidence_measures.get(strategy),
+            "conformal": _conformal_settings(built.conformals.get(strategy)),
             "confidence_error_auroc": built.confidence_auroc.get(strategy, {}),
             "metrics": built.strategy_metrics.get(strategy, {}) if hasattr(built, "strategy_metrics") else {},
         },
     )
     say(f"saved ensemble {ref.tag} (strategy {strategy})")
     return TrainResult(ensemble_name, ref.version, members, strategy, int(holdout_rows.size))
+
+
+def _conformal_settings(conformal: Any) -> dict[str, Any] | None:
+    """What an operator needs to read a ``prediction_set``: level, rule, calibration rows."""
+    if conformal is None:
+        return None
+    return {"alpha": float(conformal.alpha), "mondrian": bool(conformal.mondrian),
+            "randomized": bool(getattr(conformal, "randomized", False)),
+            "calibration_rows": int(conformal.scores_.shape[0])}
 
 
 def _selected(strategy: Any) -> list[str]:

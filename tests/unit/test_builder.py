@@ -127,6 +127,16 @@ def test_conformal_coverage_over_resampled_calibration_test_splits(built: BuiltE
     assert abs(np.mean(covs) - 0.9) <= 0.02
 
 
+def test_served_sets_are_randomized_but_a_function_of_the_row(built: BuiltEnsemble, split: Split) -> None:
+    # The same event gets the same set whatever batch it arrives in (replays, cache misses).
+    X_test = split[4]
+    assert built.config.conformal_randomized and built.conformals[built.default].randomized
+    sets = built.predict(X_test)["prediction_set"]
+    perm = np.random.default_rng(1).permutation(X_test.shape[0])
+    np.testing.assert_array_equal(built.predict(X_test[perm])["prediction_set"], sets[perm])
+    np.testing.assert_array_equal(built.predict(X_test[:7])["prediction_set"], sets[:7])
+
+
 def test_unhealthy_member_and_pickle(built: BuiltEnsemble, split: Split) -> None:
     X_test = split[4]
     full = built.predict(X_test)

@@ -42,6 +42,9 @@ def test_train_on_csv_with_categorical_and_missing(csv_file: Path, tmp_path: Pat
     manifest = Registry(reg).manifest("models", "logreg")
     assert {"family", "features", "data_fingerprint", "metrics", "cost_ms_per_1k", "sha256"} <= set(manifest)
     assert len(Registry(reg).names("models")) >= 6
+    conformal = Registry(reg).manifest("ensembles", "default")["conformal"]
+    assert conformal["alpha"] == 0.1 and conformal["randomized"] is True and conformal["mondrian"] is False
+    assert conformal["calibration_rows"] == ens.conformal.scores_.shape[0] > 0
 
 
 @pytest.mark.parametrize(
