@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -77,7 +78,7 @@ class _Platt:
 
     def __call__(self, p: FloatArray) -> FloatArray:
         z = self._lr.coef_[0, 0] * _logit(p) + self._lr.intercept_[0]
-        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+        return np.asarray(expit(z), dtype=np.float64)  # same values, no overflow warning
 
 
 class _Isotonic:
