@@ -15,8 +15,8 @@ from typing import Any
 
 #: Methods of the summary table and chart, in this order (those absent from a result are skipped).
 KEY_METHODS: tuple[str, ...] = (
-    "default", "validated_strategy", "caruana", "bnb_soft", "bnb_weighted", "bnb_stacking", "stacking_all",
-    "sklearn_stacking", "deslib_knora_e", "soft_voting_all",
+    "default", "validated_strategy", "boosting", "bnb_stacking", "stacking_all", "caruana", "bnb_weighted",
+    "bnb_soft", "sklearn_stacking", "deslib_knora_e", "soft_voting_all",
 )  # fmt: skip
 _HIGHER_IS_BETTER = {"log_loss": False, "accuracy": True, "roc_auc": True, "brier": False, "ece": False}
 _REL = "relative_log_loss_reduction"

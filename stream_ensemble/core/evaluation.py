@@ -257,8 +257,11 @@ def error_auroc(confidence: ArrayLike, correct: ArrayLike) -> float:
 def selective_accuracy(confidence: ArrayLike, correct: ArrayLike, coverage: float = 0.8) -> float:
     """Accuracy on the ``coverage`` fraction of decisions with the highest confidence.
 
-    The ``ceil(coverage * n)`` most confident rows are kept (at least one). Ties are broken
-    deterministically by row order (a stable sort on descending confidence).
+    The ``k = ceil(coverage * n)`` most confident rows are kept (at least one). When the
+    cut falls inside a group of equal confidences, the rows needed from that group count with
+    the group's mean accuracy -- the expected value under random tie-breaking -- so the result
+    does not depend on row order (a saturated ensemble gives many rows a confidence of
+    exactly 1.0, and which of them a sort happened to keep would otherwise decide the figure).
 
     Parameters
     ----------
@@ -290,8 +293,12 @@ def selective_accuracy(confidence: ArrayLike, correct: ArrayLike, coverage: floa
     if conf.shape[0] == 0:
         return math.nan
     k = max(1, math.ceil(coverage * conf.shape[0] - 1e-9))
-    order = np.argsort(-conf, kind="stable")
-    return float(np.mean(ok[order[:k]]))
+    cut = np.sort(conf)[::-1][k - 1]
+    above = conf > cut
+    tied = conf == cut
+    n_above = int(above.sum())
+    kept_correct = float(ok[above].sum()) + (k - n_above) * float(ok[tied].mean())
+    return kept_correct / k
 
 
 def relative_reduction(value: float, reference: float) -> float:

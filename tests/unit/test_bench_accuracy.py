@@ -176,7 +176,11 @@ def test_cli_csv_run_writes_json_md_png(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert list(doc["datasets"]) == ["toy"]
-    assert set(doc["datasets"]["toy"]["strategies"]) == {"caruana", "soft_voting_all"}
+    from stream_ensemble.core.strategies import DEFAULT_STRATEGY
+
+    # The default strategy is always built: the "default" entry reports it.
+    assert set(doc["datasets"]["toy"]["strategies"]) == {"caruana", "soft_voting_all", DEFAULT_STRATEGY.value}
+    assert doc["datasets"]["toy"]["default"] == DEFAULT_STRATEGY.value
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
     assert not out.with_suffix(".partial.json").exists()
 

@@ -90,14 +90,24 @@ def test_error_auroc_hand_and_nan() -> None:
     assert math.isnan(ev.error_auroc(conf, np.zeros(4, dtype=bool)))
 
 
-def test_selective_accuracy_ties_by_row_order() -> None:
+def test_selective_accuracy_counts_a_tied_group_at_its_mean_accuracy() -> None:
     conf = np.array([0.9, 0.5, 0.5, 0.1, 0.8])
     ok = np.array([True, False, True, False, True])
-    # keep ceil(0.6 * 5) = 3 rows: 0.9, 0.8, then the first 0.5 (row 1, wrong).
-    assert ev.selective_accuracy(conf, ok, coverage=0.6) == pytest.approx(2 / 3)
+    # keep ceil(0.6 * 5) = 3 rows: 0.9, 0.8, then one of the two 0.5 rows (half right).
+    assert ev.selective_accuracy(conf, ok, coverage=0.6) == pytest.approx(2.5 / 3)
     assert ev.selective_accuracy(conf, ok, coverage=1.0) == pytest.approx(3 / 5)
-    # ceil(0.7 * 5) = 4 rows: right, right, wrong (row 1), right (row 2).
+    # ceil(0.7 * 5) = 4 rows: the whole tied group is kept.
     assert ev.selective_accuracy(conf, ok, coverage=0.7) == pytest.approx(3 / 4)
+    # Row order does not matter.
+    perm = np.array([3, 2, 0, 4, 1])
+    assert ev.selective_accuracy(conf[perm], ok[perm], coverage=0.6) == pytest.approx(2.5 / 3)
+    # It is the mean over random tie-breaks.
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(4000):
+        order = np.lexsort((rng.uniform(size=5), -conf))
+        draws.append(ok[order[:3]].mean())
+    assert abs(np.mean(draws) - ev.selective_accuracy(conf, ok, coverage=0.6)) < 0.01
     with pytest.raises(ConfigError):
         ev.selective_accuracy(conf, ok, coverage=0.0)
 
