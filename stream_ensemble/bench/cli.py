@@ -154,6 +154,36 @@ def accuracy_cmd(
     click.echo(f"wrote {out}, {md}, {png} ({result['elapsed_s']:.0f} s)", err=True)
 
 
+@bench.command(name="explain-cost")
+@click.option("--registry", type=click.Path(path_type=Path, file_okay=False), default=Path("var/registry"),
+              show_default=True, help="Registry with an ensemble trained on the bundled dataset (make demo's).")
+@click.option("--ensemble", default="default", show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True, help="Events per scored batch.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Best of this many runs.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the JSON here and the Markdown next to it (default: print the JSON).")
+def explain_cost_cmd(registry: Path, ensemble: str, batch: int, repeats: int, out: Path | None) -> None:
+    """Scoring time per event at each explanation level (none, summary, full), in process."""
+    from stream_ensemble.bench import explain_cost
+    from stream_ensemble.core.registry import Registry
+    from stream_ensemble.errors import StreamEnsembleError
+
+    if not (registry / "ensembles" / ensemble).is_dir():
+        raise _usage_error(ConfigError(f"no ensemble {ensemble!r} in {registry}; run `stream-ensemble train` first"))
+    try:
+        result = explain_cost.run(Registry(registry), ensemble, batch, repeats)
+    except StreamEnsembleError as exc:
+        raise _usage_error(exc) from None
+    text = json.dumps(_jsonable(result), indent=2)
+    if out is None:
+        click.echo(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    out.with_suffix(".md").write_text(explain_cost.render_markdown(result))
+    click.echo(f"wrote {out}, {out.with_suffix('.md')}", err=True)
+
+
 def _loaders(
     datasets: Any, data_dir: Path | None, names: str | None, max_rows: int | None,
     csv_path: Path | None, label: str | None, positive: str | None, no_header: bool, seed: int,

@@ -1,12 +1,16 @@
 """Scale check: select from a real pool of 120 scikit-learn models within 2 seconds.
 
-Run ``OMP_NUM_THREADS=1 python -m stream_ensemble.bench.selection_scale [seed ...]`` (prints JSON;
-each seed is a different train/validation/test split and pool seed).
+Run ``OMP_NUM_THREADS=1 python -m stream_ensemble.bench.selection_scale [seed ...]`` from the
+repository root (prints JSON; each seed is a different train/validation/test split and pool
+seed). The data is spambase from ``$SE_DATA_DIR`` (default ``../shared/datasets``); without it
+the bundled breast-cancer dataset is used and a line on stderr says so.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from stream_ensemble.core.selection import (
 )
 from stream_ensemble.core.zoo import large_pool
 
-SPAMBASE = Path("/work/shared/datasets/spambase.data")
+SPAMBASE = Path(os.environ.get("SE_DATA_DIR", "../shared/datasets")) / "spambase.data"
 
 
 def _load(random_state: int) -> tuple[np.ndarray, ...]:
@@ -34,6 +38,8 @@ def _load(random_state: int) -> tuple[np.ndarray, ...]:
         X, y, name = raw[:, :-1], raw[:, -1].astype(np.int64), "spambase"
     else:  # pragma: no cover - the shared datasets are missing
         from sklearn.datasets import load_breast_cancer
+
+        print(f"selection_scale: {SPAMBASE} not found; using the bundled breast-cancer dataset", file=sys.stderr)
 
         d = load_breast_cancer()
         X, y, name = d.data, (d.target == 0).astype(np.int64), "breast_cancer"
@@ -132,8 +138,6 @@ def run(n_models: int = 120, max_members: int = 10, time_limit_s: float = 2.0, r
 
 
 if __name__ == "__main__":
-    import sys
-
     seeds = [int(a) for a in sys.argv[1:]] or [0]
     out = [run(random_state=seed) for seed in seeds]
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
