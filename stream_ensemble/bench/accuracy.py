@@ -515,7 +515,9 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         weights = np.maximum(st.effective_weights(avail_t, Xt), 0.0)
         unc = uncertainty(P_test, d["used"], weights, d["proba"])
         correct = d["decision"] == yt
-        measures = {m.value: error_auroc(fn(d["proba"], unc), correct) for m, fn in CONFIDENCE_MEASURES.items()}
+        candidates = {m.value: fn(d["proba"], unc) for m, fn in CONFIDENCE_MEASURES.items()}
+        measures = {k: error_auroc(c, correct) for k, c in candidates.items()}
+        measures_selective = {k: selective_accuracy(c, correct, config.coverage) for k, c in candidates.items()}
         # The served definition: the one build() found to rank errors best on the calibration part.
         measure = built.confidence_measures.get(built.default, DEFAULT_CONFIDENCE.value)
         conf = np.clip(CONFIDENCE_MEASURES[ConfidenceName(measure)](d["proba"], unc), 0.0, 1.0)
@@ -530,6 +532,7 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
             f"baseline_selective_accuracy_at_{round(config.coverage * 100)}": selective_accuracy(
                 base_conf, base_correct, config.coverage),
             "measures": measures,
+            f"measures_selective_accuracy_at_{round(config.coverage * 100)}": measures_selective,
         }
     log.info("%s: %s", timer.label, ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
     return SplitResult(
@@ -615,9 +618,8 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
     for k, v in splits[0].confidence.items():
         if isinstance(v, float):
             confidence[k] = _mean_std([s.confidence[k] for s in splits])[0]
-    confidence["measures"] = {
-        k: _mean_std([s.confidence["measures"][k] for s in splits])[0] for k in splits[0].confidence["measures"]
-    }
+    for key in [k for k, v in splits[0].confidence.items() if k.startswith("measures") and isinstance(v, dict)]:
+        confidence[key] = {m: _mean_std([s.confidence[key][m] for s in splits])[0] for m in splits[0].confidence[key]}
     return {
         "rows": data.n_rows,
         "rows_total": rows_total,
