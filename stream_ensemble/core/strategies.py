@@ -182,7 +182,11 @@ class _SelectFn:
     """Picklable ``allowed -> SelectionResult`` for :class:`SelectionCache`.
 
     The first call (all members healthy) uses the full constraints and becomes the warm start
-    of every later, time-limited re-selection.
+    of every later, time-limited re-selection. A healthy set that still contains every member
+    of that first selection gets the first selection back unchanged: taking away members it
+    does not use cannot make a better ensemble appear, and a short re-search must not replace
+    a good weighted selection by a worse uniform one. When selected members are down, the
+    first selection's weights over the members left are the weighted incumbent of the search.
     """
 
     def __init__(self, P: npt.NDArray[np.floating[Any]], y: Labels, costs: FloatArray,
@@ -190,18 +194,22 @@ class _SelectFn:
                  reselect_time_limit_s: float) -> None:
         self.P, self.y, self.costs, self.constraints = P, y, costs, constraints
         self.method, self.reselect_time_limit_s = method, reselect_time_limit_s
-        self.base: Mask | None = None
+        self.base: SelectionResult | None = None
 
     def __call__(self, allowed: Mask) -> SelectionResult:
-        if self.base is None:
+        base = self.base
+        if base is None or not isinstance(base, SelectionResult):  # (artifacts before 0.2 kept a mask)
             result = select(self.P.astype(np.float64), self.y, costs=self.costs, constraints=self.constraints,
-                            method=self.method, allowed=allowed)
-            self.base = result.mask
-            return result
-        warm = self.base & allowed
+                            method=self.method, allowed=np.ones_like(allowed) if base is not None else allowed)
+            self.base = base = result
+            if bool(np.all(allowed)):
+                return result
+        if not np.any(base.mask & ~allowed):
+            return base
+        w = np.where(allowed & base.mask, base.weights, 0.0)
         fast = replace(self.constraints, time_limit_s=self.reselect_time_limit_s)
         return select(self.P.astype(np.float64), self.y, costs=self.costs, constraints=fast, method=self.method,
-                      allowed=allowed, incumbent=warm if warm.any() else None)
+                      allowed=allowed, incumbent=w / w.sum() if w.sum() > 0 else None)
 
 
 @dataclass(frozen=True, eq=False)

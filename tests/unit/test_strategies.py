@@ -222,3 +222,35 @@ def test_dynamic_row_cache_never_stale(data: Data) -> None:
     np.testing.assert_array_equal(st.used_mask(avail, X), first[::-1])
     assert "_row_cache" in st.planner_.__dict__
     assert "_row_cache" not in pickle.loads(pickle.dumps(st)).planner_.__dict__
+
+
+def _four_members(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Members of decreasing quality on a logistic task, shape (n, 4, 2)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-2 * z))).astype(int)
+
+    def member(scale: float, noise: float) -> np.ndarray:
+        p = 1 / (1 + np.exp(-(scale * z + rng.normal(scale=noise, size=n))))
+        return np.column_stack([1 - p, p])
+
+    return np.stack([member(2.0, 0.6), member(3.5, 1.5), member(1.0, 1.0), member(0.3, 3.0)], axis=1), y
+
+
+def test_a_member_outside_the_selection_going_down_changes_nothing() -> None:
+    # Found on the demo: a short uniform-subset re-search replaced the weighted selection
+    # {0, 1} by {0} when member 2, which it did not use, was marked down (seed 28 reproduces
+    # it). Now only a selected member going down re-selects.
+    P, y = _four_members(28)
+    st = fit_strategy("bnb_weighted", P, y, costs=np.ones(4))
+    all_healthy = np.ones(4, bool)
+    before = st.required_members(all_healthy)
+    assert before.tolist() == [True, True, False, False]
+    healthy = np.array([True, True, False, True])
+    assert np.array_equal(st.required_members(healthy), before)
+    assert st.selection_id(healthy) == st.selection_id(all_healthy)
+    avail = np.broadcast_to(before, P.shape[:2]).copy()
+    np.testing.assert_array_equal(st.predict_proba(P, avail), st.predict_proba(P, avail.copy()))
+    # A selected member going down does re-select, without it.
+    after = st.required_members(np.array([True, False, True, True]))
+    assert after[0] and not after[1]
