@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_ensemble.core.calibration import EnsembleCalibrator, parse_method
-from stream_ensemble.core.conformal import ConformalClassifier, row_uniforms
+from stream_ensemble.core.conformal import ConformalClassifier
 from stream_ensemble.core.evaluation import error_auroc, evaluate
 from stream_ensemble.core.uncertainty import CONFIDENCE_MEASURES, DEFAULT_CONFIDENCE, uncertainty
 from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
@@ -198,7 +198,7 @@ class BuiltEnsemble:
             "set_proba": set_proba,
             "decision": np.argmax(proba, axis=1).astype(np.int64),
             "prediction_set": self.conformals[name].predict_set(
-                set_proba, u=row_uniforms(X if X is not None else P.reshape(P.shape[0], -1))),
+                set_proba, u=self.conformals[name].tie_breaks(X if X is not None else P.reshape(P.shape[0], -1))),
             "used": st.used_mask(available, X),
         }
 

@@ -173,6 +173,17 @@ class ConformalClassifier(BaseEstimator):  # type: ignore[misc]
             return np.array([_conformal_threshold(s, a) for s in self.class_scores_])
         return np.full(self.n_classes_, _conformal_threshold(self.scores_, a))
 
+    def tie_breaks(self, X: npt.ArrayLike) -> FloatArray | None:
+        """The ``u`` :meth:`predict_set` takes for these rows: :func:`row_uniforms` of ``X``
+        (shape (n,)) when ``randomized``, else ``None`` (no hashing on the serving path).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            The rows being scored (encoded features).
+        """
+        return row_uniforms(X) if getattr(self, "randomized", False) else None
+
     def predict_set(
         self, proba: npt.ArrayLike, alpha: float | None = None, u: npt.ArrayLike | None = None
     ) -> BoolArray:

@@ -155,9 +155,7 @@ def from_frame(frame: Any, label: str, positive: str | None, name: str) -> Datas
         col = frame[c]
         # pandas 3 reads text as the "str" dtype, pandas 2 as object: treat both as text.
         if pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col):
-            col = col.astype(object).where(col.notna(), None)
-            col = col.map(lambda v: None if v is None else str(v).strip())
-            col = col.map(lambda v: None if v in ("?", "", "nan") else v)
+            col = col.astype(object).where(col.notna(), None).map(_text_or_none)
         as_num = pd.to_numeric(col, errors="coerce")
         present = col.notna()
         if present.sum() and as_num[present].notna().all():
@@ -167,6 +165,14 @@ def from_frame(frame: Any, label: str, positive: str | None, name: str) -> Datas
             columns[str(c)] = np.array([None if pd.isna(v) else str(v) for v in col], dtype=object)
             categorical.append(str(c))
     return Dataset(name, columns, numeric, categorical, y, [negative, positive])
+
+
+def _text_or_none(v: Any) -> str | None:
+    """A stripped text cell, or None for a missing marker (``?``, empty, ``nan``)."""
+    if v is None:
+        return None
+    text = str(v).strip()
+    return None if text in ("?", "", "nan") else text
 
 
 def load_csv(path: str | Path, label: str, positive: str | None = None, header: bool = True) -> Dataset:

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream_ensemble.core.calibration import CLIP
-from stream_ensemble.core.conformal import row_uniforms
 from stream_ensemble.core.explain import (
     ExclusionReason,
     build_explanations,
@@ -101,7 +100,8 @@ class ServingEnsemble:
     pool : ModelPool
     strategy : Strategy
     calibrator : object with ``transform(p (n,)) -> (n,)``, optional
-    conformal : object with ``predict_set(proba (n, c)) -> (n, c) bool``, optional
+    conformal : ConformalClassifier-like, optional
+        ``predict_set(proba (n, c), u=...) -> (n, c) bool`` and ``tie_breaks(X) -> (n,) or None``.
     class_names : list of str
     confidence_measure : str
         Name in ``core.uncertainty.CONFIDENCE_MEASURES``.
@@ -187,7 +187,7 @@ class ServingEnsemble:
         unc = uncertainty(pool_run.proba, used, weights, proba)
         conf = confidence(proba, unc, self.confidence_measure)
         sets = (
-            self.conformal.predict_set(np.column_stack([1.0 - unclipped, unclipped]), u=row_uniforms(X))
+            self.conformal.predict_set(np.column_stack([1.0 - unclipped, unclipped]), u=self.conformal.tie_breaks(X))
             if self.conformal is not None
             else np.eye(proba.shape[1], dtype=bool)[decision]
         )

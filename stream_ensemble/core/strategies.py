@@ -198,12 +198,10 @@ class _SelectFn:
 
     def __call__(self, allowed: Mask) -> SelectionResult:
         base = self.base
-        if base is None or not isinstance(base, SelectionResult):  # (artifacts before 0.2 kept a mask)
-            result = select(self.P.astype(np.float64), self.y, costs=self.costs, constraints=self.constraints,
-                            method=self.method, allowed=np.ones_like(allowed) if base is not None else allowed)
-            self.base = base = result
-            if bool(np.all(allowed)):
-                return result
+        if base is None:
+            self.base = select(self.P.astype(np.float64), self.y, costs=self.costs, constraints=self.constraints,
+                               method=self.method, allowed=allowed)
+            return self.base
         if not np.any(base.mask & ~allowed):
             return base
         w = np.where(allowed & base.mask, base.weights, 0.0)
