@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from stream_ensemble.codec import dlq_record
 from stream_ensemble.config import KafkaConfig
-from stream_ensemble.engine import ScoringService
 from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.ports import EventSink, EventSource
+from stream_ensemble.serving.codec import dlq_record
+from stream_ensemble.serving.engine import ScoringService
 
 log = logging.getLogger("stream_ensemble.worker")
 

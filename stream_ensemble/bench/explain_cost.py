@@ -44,8 +44,9 @@ def run(registry: Registry, ensemble: str = "default", batch: int = 500, repeats
         The ensemble was not trained on the bundled dataset.
     """
     from stream_ensemble.core.data import load_bundled
-    from stream_ensemble.core.training import holdout_rows, load_serving_ensemble
+    from stream_ensemble.core.training import holdout_rows
     from stream_ensemble.errors import ConfigError
+    from stream_ensemble.serving.loading import load_serving_ensemble
 
     manifest = registry.manifest("ensembles", ensemble)
     if manifest.get("dataset") != "breast_cancer":

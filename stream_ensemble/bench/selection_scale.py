@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from stream_ensemble.core.members.families import large_pool
 from stream_ensemble.core.selection import (
     SelectionCache,
     SelectionConstraints,
@@ -27,7 +28,6 @@ from stream_ensemble.core.selection import (
     ensemble_score,
     select,
 )
-from stream_ensemble.core.zoo import large_pool
 
 SPAMBASE = Path(os.environ.get("SE_DATA_DIR", "../shared/datasets")) / "spambase.data"
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from stream_ensemble.core.regions import REGION_SELECTORS, RegionMethod, make_region_selector
 from stream_ensemble.core.selection import (
     METRICS,
     SELECTORS,
@@ -18,6 +17,7 @@ from stream_ensemble.core.selection import (
     SelectionResult,
     select,
 )
+from stream_ensemble.core.selection.dynamic import REGION_SELECTORS, RegionMethod, make_region_selector
 from stream_ensemble.errors import SelectionError
 
 N, M, C = 60, 6, 3

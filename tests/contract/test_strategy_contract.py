@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from stream_ensemble.core.confidence import NO_EXCLUSION
 from stream_ensemble.core.data import load_bundled, stratified_split
-from stream_ensemble.core.explain import NO_EXCLUSION
-from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
+from stream_ensemble.core.members.families import default_pool
+from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_members
 from stream_ensemble.core.strategies import STRATEGIES, EnsembleStrategy, StrategyName, fit_strategy
-from stream_ensemble.core.zoo import default_pool
 
 Data = tuple[MemberFit, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 

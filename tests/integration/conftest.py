@@ -63,9 +63,9 @@ def rclient(servers: dict[str, str]) -> Iterator[redis.Redis]:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real registry: 4 members trained on the bundled dataset."""
     from stream_ensemble.core.data import load_bundled
+    from stream_ensemble.core.members.families import default_pool
     from stream_ensemble.core.registry import Registry
     from stream_ensemble.core.training import train
-    from stream_ensemble.core.zoo import default_pool
 
     root = tmp_path_factory.mktemp("registry")
     specs = [s for s in default_pool(0) if s.model_id in {"logreg", "naive_bayes", "decision_tree", "knn", "mlp"}]

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from stream_ensemble.core.data import load_bundled, stratified_split
-from stream_ensemble.core.ensemble import ServingEnsemble
-from stream_ensemble.core.features import FeatureEncoder
-from stream_ensemble.core.oof import fit_members
-from stream_ensemble.core.pool import Member, ModelPool
+from stream_ensemble.core.data.features import FeatureEncoder
+from stream_ensemble.core.members.families import default_pool
+from stream_ensemble.core.members.oof import fit_members
+from stream_ensemble.core.members.pool import Member, ModelPool
 from stream_ensemble.core.strategies import fit_strategy
-from stream_ensemble.core.zoo import default_pool
+from stream_ensemble.serving.ensemble import ServingEnsemble
 
 
 @pytest.fixture(scope="session")

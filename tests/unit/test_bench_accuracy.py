@@ -14,8 +14,11 @@ from sklearn.base import BaseEstimator
 from sklearn.datasets import make_classification
 
 from stream_ensemble.bench import accuracy, report
-from stream_ensemble.bench.cli import _jsonable, bench
+from stream_ensemble.bench.accuracy.aggregate import _aggregate_methods
+from stream_ensemble.bench.accuracy.split import _conformal_twin
+from stream_ensemble.cli.bench import _jsonable, bench
 from stream_ensemble.core.data import Dataset, from_frame, load_bundled
+from stream_ensemble.core.evaluation import relative_reduction
 from stream_ensemble.errors import ConfigError
 
 SMALL_POOL = ("logreg", "naive_bayes", "decision_tree")
@@ -34,9 +37,9 @@ def test_proba_metrics_oracle_and_clipping() -> None:
 
 
 def test_relative_reduction() -> None:
-    assert accuracy.relative_reduction(0.9, 1.0) == pytest.approx(0.1)
-    assert accuracy.relative_reduction(1.2, 1.0) == pytest.approx(-0.2)
-    assert math.isnan(accuracy.relative_reduction(1.0, 0.0))
+    assert relative_reduction(0.9, 1.0) == pytest.approx(0.1)
+    assert relative_reduction(1.2, 1.0) == pytest.approx(-0.2)
+    assert math.isnan(relative_reduction(1.0, 0.0))
 
 
 def test_aggregate_methods_mean_std_and_reduction_of_means() -> None:
@@ -45,7 +48,7 @@ def test_aggregate_methods_mean_std_and_reduction_of_means() -> None:
         {"best_single": {k: 2.0 for k in accuracy.METRIC_NAMES}, "a": {k: 2.0 for k in accuracy.METRIC_NAMES},
          "only_here": {k: 0.0 for k in accuracy.METRIC_NAMES}},
     ]
-    out = accuracy._aggregate_methods(per_split, "best_single")
+    out = _aggregate_methods(per_split, "best_single")
     assert set(out) == {"best_single", "a"}  # a method missing from one split is dropped
     assert out["a"]["log_loss"] == pytest.approx(1.25) and out["a"]["log_loss_std"] == pytest.approx(0.75)
     # Headline: reduction of the split means, (1.5 - 1.25) / 1.5; the mean of the per-split
@@ -195,20 +198,20 @@ def test_cli_csv_errors(tmp_path: Path) -> None:
 
 
 def test_conformal_twins_match_predictors_fit_on_the_same_rows() -> None:
-    from stream_ensemble.core.conformal import ConformalClassifier
+    from stream_ensemble.core.confidence.conformal import ConformalClassifier
 
     rng = np.random.default_rng(0)
     q = rng.uniform(size=200)
     proba = np.column_stack([1 - q, q])
     y = (rng.uniform(size=200) < 0.3 + 0.4 * q).astype(int)
     plain = ConformalClassifier(alpha=0.1).fit(proba, y)
-    twin = accuracy._conformal_twin(plain, mondrian=True, randomized=False)
+    twin = _conformal_twin(plain, mondrian=True, randomized=False)
     ref = ConformalClassifier(alpha=0.1, mondrian=True).fit(proba, y)
     assert np.array_equal(twin.threshold(0.05), ref.threshold(0.05))
     assert not np.array_equal(twin.threshold(0.1), plain.threshold(0.1))  # per-class differs here
     assert plain.mondrian is False  # the built predictor itself is untouched
     u = rng.uniform(size=50)
-    rand = accuracy._conformal_twin(plain, mondrian=True, randomized=True)
+    rand = _conformal_twin(plain, mondrian=True, randomized=True)
     ref_rand = ConformalClassifier(alpha=0.1, mondrian=True, randomized=True).fit(proba, y)
     assert np.array_equal(rand.predict_set(proba[:50], u=u), ref_rand.predict_set(proba[:50], u=u))
     assert plain.randomized is False

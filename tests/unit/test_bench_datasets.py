@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from stream_ensemble.bench import datasets
-from stream_ensemble.bench.cli import bench
+from stream_ensemble.cli.bench import bench
 from stream_ensemble.errors import ConfigError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from stream_ensemble.bench.cli import bench
 from stream_ensemble.cli import main
+from stream_ensemble.cli.bench import bench
 
 
 def test_explain_cost_times_every_level_on_a_trained_ensemble(tmp_path: Path) -> None:

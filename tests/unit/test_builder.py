@@ -9,13 +9,13 @@ import warnings
 import numpy as np
 import pytest
 
-from stream_ensemble.core.builder import BuildConfig, BuiltEnsemble, build
-from stream_ensemble.core.calibration import EnsembleCalibrator
+from stream_ensemble.core.confidence.calibration import EnsembleCalibrator
 from stream_ensemble.core.data import load_bundled, stratified_split
 from stream_ensemble.core.evaluation import log_loss
-from stream_ensemble.core.oof import predict_members
+from stream_ensemble.core.members.families import ModelSpec, default_pool
+from stream_ensemble.core.members.oof import predict_members
 from stream_ensemble.core.selection import SelectionConstraints
-from stream_ensemble.core.zoo import ModelSpec, default_pool
+from stream_ensemble.core.training.builder import BuildConfig, BuiltEnsemble, build
 from stream_ensemble.errors import ConfigError, SelectionError
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -112,7 +112,7 @@ def test_score_outputs_and_coverage(built: BuiltEnsemble, split: Split) -> None:
 def test_conformal_coverage_over_resampled_calibration_test_splits(built: BuiltEnsemble, split: Split) -> None:
     """Split-conformal coverage is a guarantee on average over exchangeable splits: re-split
     the held-out rows many times, fit on one half, measure on the other."""
-    from stream_ensemble.core.conformal import ConformalClassifier
+    from stream_ensemble.core.confidence.conformal import ConformalClassifier
 
     X_held = np.vstack([split[2], split[4]])
     y_held = np.concatenate([split[3], split[5]])

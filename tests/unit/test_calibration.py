@@ -7,7 +7,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from stream_ensemble.core.calibration import CalibrationMethod, EnsembleCalibrator
+from stream_ensemble.core.confidence.calibration import CalibrationMethod, EnsembleCalibrator
 from stream_ensemble.core.evaluation import expected_calibration_error, log_loss
 from stream_ensemble.errors import CombinerError, ConfigError
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from stream_ensemble.cli import main
 from stream_ensemble.core.registry import Registry
-from stream_ensemble.core.training import load_serving_ensemble
+from stream_ensemble.serving.loading import load_serving_ensemble
 
 
 @pytest.fixture()

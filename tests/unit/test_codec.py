@@ -10,7 +10,7 @@ import jsonschema
 import orjson
 import pytest
 
-from stream_ensemble.codec import DecodeError, decode_event, dlq_record
+from stream_ensemble.serving.codec import DecodeError, decode_event, dlq_record
 from stream_ensemble.testing import raw
 from stream_ensemble.types import DeadLetter
 

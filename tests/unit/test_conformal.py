@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from stream_ensemble.core.conformal import (
+from stream_ensemble.core.confidence.conformal import (
     ConformalClassifier,
     class_coverage,
     coverage,

@@ -8,12 +8,12 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_ensemble.core.ensemble import ServingEnsemble
-from stream_ensemble.engine import ScoringService
-from stream_ensemble.testing import InMemoryCache, InMemoryHealth, InMemorySink, InMemorySource, raw
-from stream_ensemble.worker import Worker
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.errors import KafkaAdapterError
+from stream_ensemble.serving.engine import ScoringService
+from stream_ensemble.serving.ensemble import ServingEnsemble
+from stream_ensemble.testing import InMemoryCache, InMemoryHealth, InMemorySink, InMemorySource, raw
+from stream_ensemble.worker import Worker
 
 
 def msg(i: int, features: dict, **extra: object) -> bytes:

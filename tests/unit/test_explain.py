@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from stream_ensemble.core.explain import (
+from stream_ensemble.core.confidence import (
     EXCLUSION_CODES,
     ExclusionReason,
     ExplainLevel,

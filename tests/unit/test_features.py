@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_ensemble.core.features import FeatureEncoder
+from stream_ensemble.core.data.features import FeatureEncoder
 
 
 def make() -> FeatureEncoder:

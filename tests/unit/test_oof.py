@@ -10,8 +10,8 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 
 from stream_ensemble.core.data import load_bundled
-from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
-from stream_ensemble.core.zoo import ModelSpec
+from stream_ensemble.core.members.families import ModelSpec
+from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_members
 from stream_ensemble.errors import ConfigError, ModelPoolError
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from stream_ensemble.core.regions import KnoraE, RegionSelector, make_region_selector
 from stream_ensemble.core.selection import SelectionConstraints
+from stream_ensemble.core.selection.dynamic import KnoraE, RegionSelector, make_region_selector
 from stream_ensemble.errors import ConfigError, SelectionError
 
 

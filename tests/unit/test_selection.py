@@ -271,7 +271,8 @@ def test_cache_calls_select_fn_once_per_health_set():
     a_max=st.integers(1, 5),
 )
 def test_node_bound_is_below_every_completion(seed, metric, n_classes, k, a_max):
-    from stream_ensemble.core.selection import Metric, _Search
+    from stream_ensemble.core.selection import Metric
+    from stream_ensemble.core.selection.search import Search as _Search
 
     m = 9
     P, y = _pool(seed, 30, m, n_classes)

@@ -8,9 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
+from stream_ensemble.core.confidence import NO_EXCLUSION, ExclusionReason, exclusion_code
 from stream_ensemble.core.data import load_bundled, stratified_split
-from stream_ensemble.core.explain import NO_EXCLUSION, ExclusionReason, exclusion_code
-from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
+from stream_ensemble.core.members.families import default_pool
+from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_members
 from stream_ensemble.core.selection import SelectionConstraints, caruana, select
 from stream_ensemble.core.strategies import (
     DEFAULT_STRATEGY,
@@ -19,7 +20,6 @@ from stream_ensemble.core.strategies import (
     SelectorKind,
     fit_strategy,
 )
-from stream_ensemble.core.zoo import default_pool
 from stream_ensemble.errors import ConfigError
 
 Data = tuple[MemberFit, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]

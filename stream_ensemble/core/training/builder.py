@@ -3,9 +3,9 @@
 Data protocol (every step is fit on rows the previous steps never trained on):
 
 1. ``fit`` part: each member is cross-validated for out-of-fold (OOF) predictions and refit on
-   all of it (:func:`~stream_ensemble.core.oof.fit_members`); every strategy (selection,
+   all of it (:func:`~stream_ensemble.core.members.oof.fit_members`); every strategy (selection,
    weights, meta-learner) is fit on the OOF predictions only.
-2. Calibrator (:class:`~stream_ensemble.core.calibration.EnsembleCalibrator`): fit on the
+2. Calibrator (:class:`~stream_ensemble.core.confidence.calibration.EnsembleCalibrator`): fit on the
    strategy's combined probabilities over the OOF rows of the ``fit`` part. Every member
    prediction there is out of fold; only the strategy's few parameters (selection, weights,
    meta-learner) were fit on the same rows, and the calibration map is monotone with at most
@@ -14,7 +14,7 @@ Data protocol (every step is fit on rows the previous steps never trained on):
    70 rows made test log loss 40% worse on one benchmark dataset.
 3. ``calibration`` part (held out; no member, strategy or calibrator saw it): the refit
    members predict it once, and the split-conformal sets
-   (:class:`~stream_ensemble.core.conformal.ConformalClassifier`) are fit on the *calibrated*
+   (:class:`~stream_ensemble.core.confidence.conformal.ConformalClassifier`) are fit on the *calibrated*
    probabilities of all of it, so its scores are exchangeable with those of new rows.
 4. Member validation metrics (for the registry manifests) are computed on the whole
    calibration part.
@@ -28,14 +28,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
 import numpy as np
 import numpy.typing as npt
 
-from stream_ensemble.core.calibration import EnsembleCalibrator, parse_method
-from stream_ensemble.core.conformal import ConformalClassifier
+from stream_ensemble.core.confidence.calibration import EnsembleCalibrator, parse_method
+from stream_ensemble.core.confidence.conformal import ConformalClassifier
+from stream_ensemble.core.confidence.uncertainty import CONFIDENCE_MEASURES, DEFAULT_CONFIDENCE, uncertainty
 from stream_ensemble.core.evaluation import error_auroc, evaluate
-from stream_ensemble.core.uncertainty import CONFIDENCE_MEASURES, DEFAULT_CONFIDENCE, uncertainty
-from stream_ensemble.core.oof import MemberFit, fit_members, predict_members
+from stream_ensemble.core.members.families import ModelSpec
+from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_members
 from stream_ensemble.core.selection import SelectionConstraints
 from stream_ensemble.core.strategies import (
     DEFAULT_STRATEGY,
@@ -43,7 +45,6 @@ from stream_ensemble.core.strategies import (
     fit_strategy,
     parse_strategy,
 )
-from stream_ensemble.core.zoo import ModelSpec
 from stream_ensemble.errors import CombinerError, ConfigError, SelectionError
 from stream_ensemble.types import Labels, Mask, Matrix, Proba
 
@@ -77,7 +78,7 @@ class BuildConfig:
         Class-conditional conformal thresholds.
     conformal_randomized : bool
         Smoothed (randomized) conformal sets, coverage exactly ``1 - alpha`` instead of at
-        least (``core.conformal`` module docstring); the tie-breaking uniform of a row is a
+        least (``core.confidence.conformal`` module docstring); the tie-breaking uniform of a row is a
         hash of its encoded features, so the same event always gets the same set.
     random_state : int
         Seeds folds, the calibration halves, regions and inner CV.

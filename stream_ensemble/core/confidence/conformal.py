@@ -3,7 +3,7 @@
 Split protocol expected from the caller: three disjoint sets of rows.
 
 1. Members (and a fitted combiner such as stacking) are trained on the TRAINING rows.
-2. The calibrator (:class:`~stream_ensemble.core.calibration.EnsembleCalibrator`) is fitted on
+2. The calibrator (:class:`~stream_ensemble.core.confidence.calibration.EnsembleCalibrator`) is fitted on
    held-out rows.
 3. :class:`ConformalClassifier` is fitted on a CALIBRATION split that none of the above saw,
    using the final (calibrated) probabilities for those rows.

@@ -17,21 +17,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream_ensemble.core.calibration import CLIP
-from stream_ensemble.core.explain import (
+from stream_ensemble.core.confidence import (
     ExclusionReason,
     build_explanations,
     exclusion_code,
     occlusion_attribution,
 )
-from stream_ensemble.core.features import FeatureEncoder
-from stream_ensemble.core.pool import ModelPool
-from stream_ensemble.core.uncertainty import DEFAULT_CONFIDENCE, confidence, uncertainty
+from stream_ensemble.core.confidence.calibration import CLIP
+from stream_ensemble.core.confidence.uncertainty import DEFAULT_CONFIDENCE, confidence, uncertainty
+from stream_ensemble.core.data.features import FeatureEncoder
+from stream_ensemble.core.members.pool import ModelPool
 from stream_ensemble.types import Mask, Matrix, Proba
 
 
 class Strategy(Protocol):
-    """What the serving path needs of a fitted strategy (see ``core/strategies.py``)."""
+    """What the serving path needs of a fitted strategy (see :mod:`stream_ensemble.core.strategies`)."""
 
     name: str
     member_names: list[str]
@@ -104,7 +104,7 @@ class ServingEnsemble:
         ``predict_set(proba (n, c), u=...) -> (n, c) bool`` and ``tie_breaks(X) -> (n,) or None``.
     class_names : list of str
     confidence_measure : str
-        Name in ``core.uncertainty.CONFIDENCE_MEASURES``.
+        Name in ``core.confidence.uncertainty.CONFIDENCE_MEASURES``.
     """
 
     def __init__(

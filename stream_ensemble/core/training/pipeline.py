@@ -11,18 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stream_ensemble.core.data import Dataset, stratified_split
-from stream_ensemble.core.ensemble import ServingEnsemble
-from stream_ensemble.core.features import FeatureEncoder
-from stream_ensemble.core.pool import Member, ModelPool
-from stream_ensemble.core.registry import Registry
-from stream_ensemble.core.uncertainty import DEFAULT_CONFIDENCE
-from stream_ensemble.core.zoo import ModelSpec
+from stream_ensemble.core.data.datasets import Dataset, stratified_split
+from stream_ensemble.core.data.features import FeatureEncoder
+from stream_ensemble.core.members.families import ModelSpec
+from stream_ensemble.core.registry.store import Registry
 from stream_ensemble.errors import ModelPoolError
 
 
@@ -54,11 +50,11 @@ def train(
     ----------
     data : Dataset
     specs : list of ModelSpec
-        Unfitted members (``core.zoo``).
+        Unfitted members (:mod:`stream_ensemble.core.members.families`).
     registry : Registry
     ensemble_name : str
     build_config : BuildConfig, optional
-        Strategy, selection constraints, calibration (defaults from ``core.builder``).
+        Strategy, selection constraints, calibration (defaults from :mod:`stream_ensemble.core.training.builder`).
     fractions : (fit, calibration, holdout)
     random_state : int
     progress : callable, optional
@@ -73,7 +69,7 @@ def train(
     ModelPoolError
         Fewer than two members could be trained.
     """
-    from stream_ensemble.core.builder import BuildConfig, build
+    from stream_ensemble.core.training.builder import BuildConfig, build
 
     say = progress or (lambda _msg: None)
     fit_rows, cal_rows, holdout_rows = stratified_split(data.y, fractions, random_state)
@@ -155,38 +151,6 @@ def _selected(strategy: Any) -> list[str]:
     return [n for n, r in zip(names, run) if r]
 
 
-def load_serving_ensemble(registry: Registry, name: str = "default", version: int | None = None) -> ServingEnsemble:
-    """Load an ensemble and its member versions, verifying every sha256.
-
-    Raises
-    ------
-    IntegrityError
-        An artifact was modified after it was written.
-    ModelPoolError
-        The ensemble or a member version is missing.
-    """
-    payload, manifest = registry.load("ensembles", name, version)
-    members = []
-    for tag in manifest["members"]:
-        mname, _, v = tag.rpartition("@v")
-        est, mm = registry.load("models", mname, int(v))
-        members.append(Member(mname, int(v), str(mm["family"]), est, float(mm["cost_ms_per_1k"])))
-    pool = ModelPool(members, classes=np.arange(len(payload["class_names"])))
-    strategy = payload["strategy"]
-    if list(strategy.member_names) != pool.names:
-        raise ModelPoolError(f"strategy members {strategy.member_names} do not match pool {pool.names}")
-    measure = payload.get("confidence_measure") or str(DEFAULT_CONFIDENCE.value)
-    return ServingEnsemble(
-        name, int(manifest["version"]), payload["encoder"], pool, strategy,
-        payload["calibrator"], payload["conformal"], list(payload["class_names"]), measure,
-    )
-
-
 def holdout_rows(registry: Registry, name: str = "default", version: int | None = None) -> np.ndarray:
     """Row indices of the dataset that the ensemble never saw (from its manifest)."""
     return np.asarray(registry.manifest("ensembles", name, version)["holdout_rows"], dtype=np.int64)
-
-
-def registry_path(path: str | Path) -> Registry:
-    """A :class:`Registry` at ``path``."""
-    return Registry(path)

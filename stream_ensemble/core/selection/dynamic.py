@@ -16,14 +16,11 @@ from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted
 
+from stream_ensemble.core.selection.constraints import SelectionConstraints, SelectionResult
+from stream_ensemble.core.selection.objective import check_heldout
+from stream_ensemble.core.selection.select import select
 from stream_ensemble.errors import ConfigError, SelectionError
 from stream_ensemble.types import Labels, Mask, Matrix, Proba
-from stream_ensemble.core.selection import (
-    SelectionConstraints,
-    SelectionResult,
-    check_heldout,
-    select,
-)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]

@@ -22,7 +22,7 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from stream_ensemble.core.zoo import ModelSpec
+from stream_ensemble.core.members.families import ModelSpec
 from stream_ensemble.errors import ConfigError, ModelPoolError
 from stream_ensemble.types import Labels, Mask, Matrix, Proba
 

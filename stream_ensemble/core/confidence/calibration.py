@@ -4,7 +4,7 @@ Protocol: the calibrator is fitted on HELD-OUT predictions only -- ensemble prob
 rows that neither the members nor the combiner were trained on (a validation split, or
 out-of-fold predictions). Fitting it on training rows learns the members' over-confidence on
 data they memorised and makes calibration worse, not better. Conformal prediction sets
-(:mod:`stream_ensemble.core.conformal`) need yet another disjoint split after this one.
+(:mod:`stream_ensemble.core.confidence.conformal`) need yet another disjoint split after this one.
 
 Binary only: the input is the positive-class probability ``(n,)`` (a ``(n, 2)`` matrix is
 accepted and its column 1 used). More than two classes raises :class:`CombinerError`; a

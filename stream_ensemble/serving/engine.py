@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_ensemble.codec import SCHEMA_VERSION, DecodeError, decode_event, encode
-from stream_ensemble.core.ensemble import ScoreBatch, ServingEnsemble
 from stream_ensemble.ports import HealthStore, PredictionCache
+from stream_ensemble.serving.codec import SCHEMA_VERSION, DecodeError, decode_event, encode
+from stream_ensemble.serving.ensemble import ScoreBatch, ServingEnsemble
 from stream_ensemble.types import BatchResult, DeadLetter, Event, RawMessage
 
-log = logging.getLogger("stream_ensemble.engine")
+log = logging.getLogger("stream_ensemble.serving.engine")
 
 #: Called with (messages, exception) when scoring a whole batch raised; return True to
 #: dead-letter those events (the default), False to re-raise (the worker then stops

@@ -1,0 +1,218 @@
+"""Aggregating splits into per-dataset results, and datasets into the summary and goals."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from stream_ensemble.bench.accuracy.config import (
+    BEST_SINGLE,
+    DEFAULT,
+    DESLIB_KNORA_E,
+    METRIC_NAMES,
+    REL_LL,
+    SKLEARN_STACKING,
+    VALIDATED_STRATEGY,
+)
+from stream_ensemble.bench.accuracy.split import SplitResult
+from stream_ensemble.core.data import Dataset
+from stream_ensemble.core.evaluation import relative_reduction
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return math.nan, math.nan
+    return float(arr.mean()), float(arr.std())
+
+
+def _aggregate_methods(per_split: Sequence[dict[str, dict[str, float]]], reference: str | None) -> dict[str, dict[str, float]]:
+    """Mean and std over splits of every metric of every method present in all splits."""
+    names = [m for m in per_split[0] if all(m in s for s in per_split)]
+    out: dict[str, dict[str, float]] = {}
+    for m in names:
+        row: dict[str, float] = {}
+        for k in METRIC_NAMES:
+            row[k], row[f"{k}_std"] = _mean_std([s[m][k] for s in per_split])
+        out[m] = row
+    if reference is not None:
+        for m, row in out.items():
+            # Per dataset, the reduction of the mean test log loss over the splits (ratio of
+            # means). The mean of per-split ratios is also kept, but it is not the headline:
+            # on near-separable data one split's reference loss can be ~0.001, and a single
+            # ratio over it then swings the dataset's figure by hundreds of percent.
+            row[REL_LL] = relative_reduction(row["log_loss"], out[reference]["log_loss"])
+            per = [relative_reduction(s[m]["log_loss"], s[reference]["log_loss"]) for s in per_split]
+            row[f"{REL_LL}_split_mean"], row[f"{REL_LL}_std"] = _mean_std(per)
+    return out
+
+
+def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResult]) -> dict[str, Any]:
+    """The JSON entry of one dataset from its split results.
+
+    Parameters
+    ----------
+    data : Dataset
+        The rows actually used.
+    rows_total : int
+        Rows before any ``max_rows`` subsample.
+    splits : sequence of SplitResult
+
+    Returns
+    -------
+    dict
+        ``best_single``, ``default``, ``methods`` (mean metrics, ``*_std``, relative log-loss
+        reduction vs best single), ``methods_uncalibrated``, ``calibration``, ``conformal``,
+        ``confidence``, ``timings_s`` and descriptive keys.
+
+    Raises
+    ------
+    None
+    """
+    # Relative reduction of the uncalibrated numbers is also against the (raw) best single.
+    uncal = [{**s.methods_uncalibrated, BEST_SINGLE: s.methods[BEST_SINGLE]} for s in splits]
+    methods = _aggregate_methods([s.methods for s in splits], BEST_SINGLE)
+    bests = [s.best_single for s in splits]
+    members = [m for m in splits[0].methods if m not in splits[0].methods_uncalibrated
+               and m not in (BEST_SINGLE, "best_single_calibrated", SKLEARN_STACKING, DESLIB_KNORA_E)]
+    conformal: list[dict[str, Any]] = []
+    for e in splits[0].conformal:
+        same = [c for s in splits for c in s.conformal if (c["alpha"], c["mondrian"]) == (e["alpha"], e["mondrian"])]
+        cov, cov_sd = _mean_std([c["coverage"] for c in same])
+        conformal.append({"alpha": e["alpha"], "mondrian": e["mondrian"], "randomized": e.get("randomized", False),
+                          "coverage": cov, "coverage_std": cov_sd,
+                          "coverage_se": cov_sd / math.sqrt(len(same)) if len(same) > 1 else math.nan,
+                          **{k: _mean_std([c[k] for c in same])[0] for k in
+                             ("mean_set_size", "coverage_deterministic", "mean_set_size_deterministic")
+                             if k in e}})
+    chosen = [s.confidence["measure"] for s in splits]
+    confidence: dict[str, Any] = {"measure": max(set(chosen), key=chosen.count), "measure_per_split": chosen}
+    for k, v in splits[0].confidence.items():
+        if isinstance(v, float):
+            confidence[k] = _mean_std([s.confidence[k] for s in splits])[0]
+    for key in [k for k, v in splits[0].confidence.items() if k.startswith("measures") and isinstance(v, dict)]:
+        confidence[key] = {m: _mean_std([s.confidence[key][m] for s in splits])[0] for m in splits[0].confidence[key]}
+    return {
+        "rows": data.n_rows,
+        "rows_total": rows_total,
+        "n_features": len(data.features),
+        "positive_rate": float(data.y.mean()),
+        "n_test": splits[0].n_test,
+        "n_cal": splits[0].n_cal,
+        "validated_strategy_per_split": [s.validated_pick for s in splits],
+        "calibration_protocol": splits[0].calibration_protocol,
+        "splits": len(splits),
+        "best_single": max(set(bests), key=lambda b: (bests.count(b), -bests.index(b))),
+        "best_single_per_split": bests,
+        "default": splits[0].default,
+        "members": members,
+        "strategies": [m for m in splits[0].methods_uncalibrated if m not in (DEFAULT, VALIDATED_STRATEGY)],
+        "methods": methods,
+        "methods_uncalibrated": _aggregate_methods(uncal, BEST_SINGLE),
+        "calibration": {k: _mean_std([s.calibration[k] for s in splits])[0] for k in splits[0].calibration},
+        "conformal": conformal,
+        "confidence": confidence,
+        "timings_s": {k: float(sum(s.timings.get(k, 0.0) for s in splits)) for k in splits[0].timings},
+        "failed": {k: v for s in splits for k, v in s.failed.items()},
+    }
+
+
+def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selective_accuracy_at_80") -> dict[str, Any]:
+    """Cross-dataset summary and the goal checks.
+
+    Parameters
+    ----------
+    datasets : dict
+        Dataset name -> its JSON entry (:func:`aggregate_dataset`).
+    coverage_key : str, default="selective_accuracy_at_80"
+        Selective-accuracy key compared against its ``baseline_`` counterpart.
+
+    Returns
+    -------
+    dict
+        ``relative_log_loss_reduction``: method -> ``mean`` over datasets, ``worst_dataset``,
+        ``worst``, ``per_dataset``; ``best_strategy`` (highest mean among strategies) and its
+        mean; ``default``; ``goals`` (each ``goal``, ``holds``, ``detail``).
+
+    Raises
+    ------
+    None
+    """
+    if not datasets:
+        return {"relative_log_loss_reduction": {}, "best_strategy": None, "default": None, "goals": {}}
+    entries = list(datasets.values())
+    common = [m for m in entries[0]["methods"] if all(m in e["methods"] for e in entries)]
+    rel: dict[str, dict[str, Any]] = {}
+    for m in common:
+        per = {n: e["methods"][m][REL_LL] for n, e in datasets.items()}
+        finite = {n: v for n, v in per.items() if v is not None and math.isfinite(v)}
+        worst = min(finite, key=lambda n: finite[n]) if finite else None
+        rel[m] = {
+            "mean": float(np.mean(list(finite.values()))) if finite else math.nan,
+            # One near-separable dataset (log loss -> 0) can dominate the mean; the median and
+            # the win count are read alongside it.
+            "median": float(np.median(list(finite.values()))) if finite else math.nan,
+            "wins": int(sum(v > 0 for v in finite.values())),
+            "worst_dataset": worst,
+            "worst": finite[worst] if worst else math.nan,
+            "per_dataset": per,
+        }
+    strategies = [s for s in entries[0]["strategies"] if s in rel]
+    best = max(strategies, key=lambda s: rel[s]["mean"] if math.isfinite(rel[s]["mean"]) else -math.inf, default=None)
+    default = entries[0]["default"]
+    goals: dict[str, dict[str, Any]] = {}
+    d = rel.get(DEFAULT)
+    if d is not None:
+        goals["default_mean_ge_5pct"] = {
+            "goal": "default: mean relative log-loss reduction vs best single >= 5%",
+            "holds": bool(d["mean"] >= 0.05), "detail": f"{100 * d['mean']:+.1f}%"}
+        bad = {n: v for n, v in d["per_dataset"].items() if v is not None and v < -0.01}
+        goals["default_never_worse_than_1pct"] = {
+            "goal": "default: worse than best single by > 1% on no dataset",
+            "holds": not bad, "detail": ", ".join(f"{n} {100 * v:+.1f}%" for n, v in bad.items()) or "none"}
+        for other in (SKLEARN_STACKING, DESLIB_KNORA_E):
+            if other in rel:
+                goals[f"default_beats_{other}"] = {
+                    "goal": f"default beats {other} on average",
+                    "holds": bool(d["mean"] > rel[other]["mean"]),
+                    "detail": f"{100 * d['mean']:+.1f}% vs {100 * rel[other]['mean']:+.1f}%"}
+    from stream_ensemble.bench.report import ECE_TOLERANCE
+
+    ece_bad = [n for n, e in datasets.items()
+               if not e["calibration"]["ece_after"] <= e["calibration"]["ece_before"] + ECE_TOLERANCE]
+    goals["ece_after_le_before"] = {"goal": "per dataset: ECE after calibration <= before",
+                                    "holds": not ece_bad, "detail": ", ".join(ece_bad) or "all datasets"}
+    # The standard error of the mean coverage is given alongside: binomial on the test rows plus
+    # the spread of a conformal threshold fit on n_cal rows, over the splits. On the small
+    # datasets +-2 points is within sampling noise of an exact method.
+    def _se(c: dict[str, Any], e: dict[str, Any]) -> float:
+        inv = 1.0 / max(e.get("n_test", 0), 1) + 1.0 / max(e.get("n_cal", 0) + 1, 1)
+        return math.sqrt(c["alpha"] * (1 - c["alpha"]) * inv / max(e.get("splits", 1), 1))
+
+    cov_bad = [f"{n} α={c['alpha']}{' Mondrian' if c['mondrian'] else ''}: {c['coverage']:.3f} "
+               f"(s.e. {_se(c, e):.3f})"
+               for n, e in datasets.items() for c in e["conformal"]
+               if not abs(c["coverage"] - (1 - c["alpha"])) <= 0.02]
+    goals["conformal_coverage_within_2pts"] = {
+        "goal": "per dataset: conformal coverage within ±2 points of 1-α",
+        "holds": not cov_bad, "detail": "; ".join(cov_bad) or "all datasets and levels"}
+    sel_bad = [n for n, e in datasets.items()
+               if not e["confidence"].get(coverage_key, -1.0) >= e["confidence"].get(f"baseline_{coverage_key}", 2.0)]
+    goals["selective_accuracy_ge_baseline"] = {
+        "goal": "per dataset: selective accuracy at 80% >= baseline (raw soft voting top probability)",
+        "holds": not sel_bad, "detail": ", ".join(sel_bad) or "all datasets"}
+    conf_names = list(entries[0]["confidence"].get("measures", {}))
+    conf_mean = {c: _mean_std([e["confidence"]["measures"][c] for e in entries])[0] for c in conf_names}
+    return {
+        "relative_log_loss_reduction": rel,
+        "best_strategy": best,
+        "best_strategy_mean": rel[best]["mean"] if best else math.nan,
+        "default": default,
+        "confidence_error_auroc_mean": conf_mean,
+        "best_confidence_measure": max(conf_mean, key=lambda c: conf_mean[c] if math.isfinite(conf_mean[c]) else -1.0)
+        if conf_mean else None,
+        "goals": goals,
+    }

@@ -1,0 +1,114 @@
+"""The catalogue of strategies: names, recipes (selector + combiner) and the default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from stream_ensemble.core.combiners import CombinerName
+from stream_ensemble.errors import ConfigError
+
+
+class StrategyName(str, Enum):
+    """Registered strategies (keys of :data:`STRATEGIES`)."""
+
+    SOFT_VOTING_ALL = "soft_voting_all"
+    STACKING_ALL = "stacking_all"
+    CARUANA = "caruana"
+    BNB_SOFT = "bnb_soft"
+    BNB_WEIGHTED = "bnb_weighted"
+    BNB_STACKING = "bnb_stacking"
+    BOOSTING = "boosting"
+    GEOMETRIC_MEAN = "geometric_mean"
+    RANK_AVERAGE = "rank_average"
+    HARD_VOTING = "hard_voting"
+    DYNAMIC_REGIONS = "dynamic_regions"
+    KNORA_E = "knora_e"
+
+
+class SelectorKind(str, Enum):
+    """How a strategy picks its members."""
+
+    ALL = "all"  # every healthy member
+    CARUANA = "caruana"  # greedy with replacement; its counts become the weights
+    BNB = "bnb"  # branch-and-bound subset under the constraints
+    ALL_OR_BNB = "all_or_bnb"  # whichever scores better in inner CV on the OOF rows
+    REGIONS = "regions"  # per-region branch-and-bound (RegionSelector)
+    KNORA_E = "knora_e"  # per-row local competence (KnoraE)
+
+
+DYNAMIC_SELECTORS = (SelectorKind.REGIONS, SelectorKind.KNORA_E)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """Recipe of a strategy.
+
+    Attributes
+    ----------
+    selector : SelectorKind
+    combiner : CombinerName
+    description : str
+    """
+
+    selector: SelectorKind
+    combiner: CombinerName
+    description: str
+
+
+STRATEGIES: dict[StrategyName, StrategySpec] = {
+    StrategyName.SOFT_VOTING_ALL: StrategySpec(
+        SelectorKind.ALL, CombinerName.SOFT_VOTING, "plain mean of every member (naive baseline)"),
+    StrategyName.STACKING_ALL: StrategySpec(
+        SelectorKind.ALL, CombinerName.STACKING, "logistic meta-learner on every member's OOF log-odds"),
+    StrategyName.CARUANA: StrategySpec(
+        SelectorKind.CARUANA, CombinerName.WEIGHTED, "Caruana greedy selection, its counts as weights"),
+    StrategyName.BNB_SOFT: StrategySpec(
+        SelectorKind.BNB, CombinerName.SOFT_VOTING, "branch-and-bound subset, plain mean"),
+    StrategyName.BNB_WEIGHTED: StrategySpec(
+        SelectorKind.BNB, CombinerName.WEIGHTED, "branch-and-bound subset, non-negative weights fit on OOF"),
+    StrategyName.BNB_STACKING: StrategySpec(
+        SelectorKind.BNB, CombinerName.STACKING, "branch-and-bound subset, logistic meta-learner on OOF log-odds"),
+    StrategyName.BOOSTING: StrategySpec(
+        SelectorKind.ALL_OR_BNB, CombinerName.BOOSTING,
+        "stagewise boosting of member log-odds over all members or the B&B subset (inner-CV pick)"),
+    StrategyName.GEOMETRIC_MEAN: StrategySpec(
+        SelectorKind.BNB, CombinerName.GEOMETRIC_MEAN, "branch-and-bound subset, geometric mean"),
+    StrategyName.RANK_AVERAGE: StrategySpec(
+        SelectorKind.BNB, CombinerName.RANK_AVERAGE, "branch-and-bound subset, rank average"),
+    StrategyName.HARD_VOTING: StrategySpec(
+        SelectorKind.BNB, CombinerName.HARD_VOTING, "branch-and-bound subset, majority vote"),
+    StrategyName.DYNAMIC_REGIONS: StrategySpec(
+        SelectorKind.REGIONS, CombinerName.SOFT_VOTING, "per-region branch-and-bound subsets, plain mean"),
+    StrategyName.KNORA_E: StrategySpec(
+        SelectorKind.KNORA_E, CombinerName.SOFT_VOTING, "KNORA-Eliminate local competence, plain mean"),
+}
+
+#: Strategy served when none is configured: the best mean relative log-loss reduction against
+#: the best single member on the accuracy benchmark (ten shared datasets, 5-122 splits each:
+#: boosting +20.7%, bnb_stacking +20.7%, stacking_all +20.2%, caruana +18.1%), and never more
+#: than 1% worse than that member on any dataset. See the README's benchmark section.
+DEFAULT_STRATEGY = StrategyName.BOOSTING
+
+
+def parse_strategy(name: str | StrategyName) -> StrategyName:
+    """Validate a strategy name.
+
+    Parameters
+    ----------
+    name : str or StrategyName
+
+    Returns
+    -------
+    StrategyName
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (the message lists the choices).
+    """
+    try:
+        return StrategyName(name)
+    except ValueError:
+        choices = ", ".join(s.value for s in StrategyName)
+        raise ConfigError(f"unknown strategy {name!r}; choose one of: {choices}") from None

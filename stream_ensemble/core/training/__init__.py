@@ -1,0 +1,13 @@
+"""Training: from a dataset to registry versions of the members and the ensemble.
+
+Owns the build pipeline on out-of-fold predictions (``builder``: members, every strategy,
+calibrators, conformal predictors, confidence choice, metrics) and the training run that splits
+the data and writes the registry (``pipeline``). A new training step goes into ``builder.build``;
+a new field of the ensemble manifest into ``pipeline.train``. The top of the core: may import
+every other core package, types and errors; never serving, adapters or I/O.
+"""
+
+from stream_ensemble.core.training.builder import BuildConfig, BuiltEnsemble, build
+from stream_ensemble.core.training.pipeline import TrainResult, holdout_rows, train
+
+__all__ = ["BuildConfig", "BuiltEnsemble", "TrainResult", "build", "holdout_rows", "train"]
