@@ -8,7 +8,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install up down train demo test typecheck test-unit test-integration bench-accuracy clean
+.PHONY: help install up down train demo test typecheck lint test-unit test-integration bench-accuracy clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,13 +35,16 @@ demo: install up  ## end-to-end demo on the real broker and Redis; last stdout l
 
 # make test stops only the servers it started itself (its own record file), so a developer's
 # running broker survives `make test`.
-test: install typecheck  ## type-check, start the servers, run every test tier, stop what was started
+test: install typecheck lint  ## type-check, start the servers, run every test tier, stop what was started
 	@UP_RECORD=var/started-by-make-test bash ops/up.sh
 	@status=0; $(BIN)/python -m pytest -q -p no:cacheprovider || status=$$?; \
 	  UP_RECORD=var/started-by-make-test bash ops/down.sh; exit $$status
 
 typecheck: install  ## mypy --strict over the package
 	@$(BIN)/python -m mypy stream_ensemble
+
+lint: install  ## ruff: unused or undefined names, import order
+	@$(BIN)/python -m ruff check -q stream_ensemble tests
 
 test-unit: install  ## unit + contract tests only (no servers)
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration"
