@@ -8,6 +8,18 @@ export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
+# Addresses: every target, ops/ script and the test suite derives them from these two ports, so
+# `KAFKA_PORT=39092 REDIS_PORT=36379 make up demo test down` never dials the default ports.
+KAFKA_PORT ?= 9092
+KAFKA_CONTROLLER_PORT ?= $(shell echo $$(( $(KAFKA_PORT) + 1 )))
+REDIS_PORT ?= 6379
+export KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT
+export SE_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
+export SE_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
+export SE_TEST_BOOTSTRAP ?= $(SE_BOOTSTRAP)
+# tests use their own Redis database so they never touch an operator's keys in db 0
+export SE_TEST_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/15
+
 .PHONY: help install up down train demo test typecheck lint test-unit test-integration bench-accuracy clean
 
 help:  ## list targets

@@ -11,7 +11,7 @@
 #   KAFKA_DATA_DIR        $REPO/var/kafka        storage (data/), server.properties, kafka.pid
 #   KAFKA_LOG_DIR         $KAFKA_DATA_DIR/logs   server.log, stdout.log, format.log, gc log, mvn.log
 #   KAFKA_PORT            9092                   PLAINTEXT listener on 127.0.0.1
-#   KAFKA_CONTROLLER_PORT 9093                   KRaft controller listener on 127.0.0.1
+#   KAFKA_CONTROLLER_PORT KAFKA_PORT+1           KRaft controller listener on 127.0.0.1
 #   KAFKA_START_TIMEOUT   90                     seconds to wait for "Kafka Server started"
 #   KAFKA_STOP_TIMEOUT    30                     grace seconds between SIGTERM and SIGKILL
 #   KAFKA_HEAP_OPTS       -Xms256m -Xmx1g
@@ -28,7 +28,7 @@ mkdir -p "$KAFKA_DATA_DIR"
 KAFKA_DATA_DIR="$(cd "$KAFKA_DATA_DIR" && pwd)"
 KAFKA_LOG_DIR="${KAFKA_LOG_DIR:-$KAFKA_DATA_DIR/logs}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$(( KAFKA_PORT + 1 ))}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"

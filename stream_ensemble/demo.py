@@ -26,6 +26,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from stream_ensemble.adapters.kafka import ensure_topics
+from stream_ensemble.config import KafkaConfig
 from stream_ensemble.core.data import load_bundled
 from stream_ensemble.core.registry import Registry
 from stream_ensemble.core.training import holdout_rows
@@ -67,7 +68,8 @@ def _malformed(run_id: str, record: dict[str, Any], n: int) -> list[tuple[str, b
     return [(f"{run_id}-bad-{i}", kinds[i % len(kinds)](f"{run_id}-bad-{i}")) for i in range(n)]
 
 
-def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: int) -> DemoRun:
+def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: int,
+                   features_topic: str = FEATURES) -> DemoRun:
     """Publish ``n_events`` valid events (held-out rows, cycled) and ``n_malformed`` bad ones.
 
     Raises
@@ -96,13 +98,13 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
         event_id = f"{run.run_id}-{i}"
         entity = f"patient-{int(rows[k])}"
         doc = {"event_id": event_id, "entity_id": entity, "timestamp": time.time(), "features": records[k]}
-        producer.produce(FEATURES, key=entity.encode(), value=orjson.dumps(doc), on_delivery=on_delivery)
+        producer.produce(features_topic, key=entity.encode(), value=orjson.dumps(doc), on_delivery=on_delivery)
         run.labels[event_id] = int(data.y[rows[k]])
         run.rows.append(int(rows[k]))
         if i % 1000 == 999:
             producer.poll(0)
     for marker, value in _malformed(run.run_id, records[0], n_malformed):
-        producer.produce(FEATURES, key=b"malformed", value=value, on_delivery=on_delivery)
+        producer.produce(features_topic, key=b"malformed", value=value, on_delivery=on_delivery)
         run.malformed.append(marker)
     left = producer.flush(30)
     if left or failures:
@@ -134,7 +136,7 @@ def _end_offsets(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[To
 
 
 def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_s: float,
-             alive: Callable[[], bool]) -> tuple[dict[str, dict[str, Any]], set[str], float]:
+             alive: Callable[[], bool], scores_topic: str = SCORES) -> tuple[dict[str, dict[str, Any]], set[str], float]:
     """Read scores and DLQ from ``start`` until every event of ``run`` is accounted for.
 
     Stops early when ``alive()`` turns False (the worker died) and nothing more arrives.
@@ -157,7 +159,7 @@ def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_
                 if msg.error():
                     continue
                 doc = orjson.loads(msg.value() or b"{}")
-                if msg.topic() == SCORES:
+                if msg.topic() == scores_topic:
                     eid = doc.get("event_id", "")
                     if eid in run.labels and eid not in scored:
                         # Broker-side append time of the score (the worker's producer stamps
@@ -177,8 +179,13 @@ def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_
 
 
 def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_malformed: int,
-             timeout_s: float, retrain: bool) -> dict[str, Any]:
-    """Run the demo; returns the summary dict (printed as the last stdout line)."""
+             timeout_s: float, retrain: bool, kafka: KafkaConfig | None = None) -> dict[str, Any]:
+    """Run the demo; returns the summary dict (printed as the last stdout line).
+
+    ``kafka`` supplies the topics, consumer group and partition count (default: the defaults).
+    """
+    kafka = kafka or KafkaConfig(bootstrap=bootstrap)
+    features, scores, dlq, parts = kafka.features_topic, kafka.scores_topic, kafka.dlq_topic, kafka.partitions
     echo = click.echo
     reg = Registry(registry)
     if retrain or not reg.versions("ensembles", "default"):
@@ -186,25 +193,27 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
         _run([sys.executable, "-m", "stream_ensemble", "train", "--registry", str(registry)])
     manifest = reg.manifest("ensembles", "default")
     echo(f"== ensemble default@v{manifest['version']}: strategy {manifest['strategy']}, members {', '.join(manifest['members'])}")
-    ensure_topics(bootstrap, [(FEATURES, 4), (SCORES, 4), (DLQ, 1), ("outcomes", 4)])
+    ensure_topics(bootstrap, [(features, parts), (scores, parts), (dlq, 1), ("outcomes", parts)])
     cleared = _clear_cache(redis_url, f"default@v{manifest['version']}")
     echo(f"== cleared {cleared} cached scores of this ensemble, so every distinct row is scored once")
-    start = _end_offsets(bootstrap, SCORES) + _end_offsets(bootstrap, DLQ)
+    start = _end_offsets(bootstrap, scores) + _end_offsets(bootstrap, dlq)
     log_path = registry.parent / "demo-worker.log"
     echo(f"== starting a worker (logs: {log_path})")
     log_start = log_path.stat().st_size if log_path.exists() else 0
     with log_path.open("ab") as log_file:
         worker = subprocess.Popen(
             [sys.executable, "-m", "stream_ensemble", "--log-format", "json", "serve",
-             "--bootstrap", bootstrap, "--redis", redis_url, "--registry", str(registry)],
+             "--bootstrap", bootstrap, "--redis-url", redis_url, "--registry", str(registry),
+             "--features-topic", features, "--scores-topic", scores, "--dlq-topic", dlq, "--group", kafka.group_id,
+             "--partitions", str(parts)],
             stdout=log_file, stderr=log_file, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     try:
         ready = _wait_until_assigned(log_path, log_start, lambda: worker.poll() is None, timeout_s=60)
         echo(f"   worker joined the group in {ready:.1f}s" if ready >= 0 else "   worker not assigned yet; publishing anyway")
         echo(f"== publishing {n_events} held-out feature events + {n_malformed} malformed ones")
-        run = produce_events(bootstrap, registry, n_events, n_malformed)
-        scored, dead, last = _collect(bootstrap, start, run, timeout_s, lambda: worker.poll() is None)
+        run = produce_events(bootstrap, registry, n_events, n_malformed, features)
+        scored, dead, last = _collect(bootstrap, start, run, timeout_s, lambda: worker.poll() is None, scores)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

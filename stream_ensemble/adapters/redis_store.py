@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import redis
 
-from stream_ensemble.config import RedisConfig
+from stream_ensemble.config import RedisConfig, redact_url
 from stream_ensemble.errors import RedisAdapterError
 
 log = logging.getLogger("stream_ensemble.redis")
@@ -36,7 +36,7 @@ def connect(cfg: RedisConfig) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise RedisAdapterError(f"Redis at {cfg.url} is not reachable: {exc}") from exc
+        raise RedisAdapterError(f"Redis at {redact_url(cfg.url)} is not reachable: {exc}") from exc
     return client
 
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 
 from stream_ensemble.errors import ConfigError, StreamEnsembleError
+
+if TYPE_CHECKING:
+    from stream_ensemble.config import Config
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class JsonFormatter(logging.Formatter):
@@ -67,3 +74,35 @@ def pin_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+
+
+def setting_option(key: str, *aliases: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option for setting ``key`` (``section.field``) of :data:`config.SETTINGS`.
+
+    The flag, environment variable (shown in ``--help``) and help text come from the table;
+    the option's default is ``None`` so that an unset flag and variable fall through to the
+    config file and then the built-in default (shown in ``--help``). ``aliases`` add older
+    flag spellings, and a bare identifier among them names the parameter (default: from the
+    flag, ``--redis-url`` -> ``redis_url``); ``kwargs`` go to :func:`click.option`
+    (e.g. ``type=click.Choice(...)``).
+    """
+    from stream_ensemble.config import SETTINGS_BY_KEY, setting_default
+
+    s = SETTINGS_BY_KEY[key]
+    default = setting_default(key)
+    if "type" not in kwargs and not isinstance(default, str):
+        kwargs["type"] = click.Path(file_okay=False, path_type=Path) if isinstance(default, Path) else type(default)
+    return click.option(
+        s.flag, *aliases, envvar=s.env, show_envvar=True, default=None,
+        show_default=str(default), help=s.help, **kwargs,
+    )
+
+
+def config_from(ctx: click.Context, **overrides: Any) -> Config:
+    """The effective configuration: ``overrides`` (flags and variables, via click) > the
+    ``--config`` file given to the top-level command > defaults."""
+    from stream_ensemble.config import load_config
+
+    root = ctx.find_root()
+    config_file = root.obj.get("config") if isinstance(root.obj, dict) else None
+    return load_config(config_file=config_file, **overrides)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from stream_ensemble.cli.common import config_from, setting_option
+
 
 @click.group()
 def health() -> None:
@@ -13,25 +15,25 @@ def health() -> None:
 @health.command("set")
 @click.argument("member")
 @click.argument("state", type=click.Choice(["up", "down"]))
-@click.option("--redis", "redis_url", envvar="SE_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True)
-def health_set(member: str, state: str, redis_url: str) -> None:
+@setting_option("redis.url", "--redis", "redis_url")
+@click.pass_context
+def health_set(ctx: click.Context, member: str, state: str, redis_url: str | None) -> None:
     """Set MEMBER (name or name@vN) to STATE."""
     from stream_ensemble.adapters.redis_store import RedisHealthStore, connect
-    from stream_ensemble.config import load_config
 
-    cfg = load_config(redis__url=redis_url)
+    cfg = config_from(ctx, redis__url=redis_url)
     RedisHealthStore(connect(cfg.redis), cfg.redis.key_prefix).set(member, state)
     click.echo(f"{member} -> {state}")
 
 
 @health.command("list")
-@click.option("--redis", "redis_url", envvar="SE_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True)
-def health_list(redis_url: str) -> None:
+@setting_option("redis.url", "--redis", "redis_url")
+@click.pass_context
+def health_list(ctx: click.Context, redis_url: str | None) -> None:
     """Show every member state set in Redis."""
     from stream_ensemble.adapters.redis_store import RedisHealthStore, connect
-    from stream_ensemble.config import load_config
 
-    cfg = load_config(redis__url=redis_url)
+    cfg = config_from(ctx, redis__url=redis_url)
     states = RedisHealthStore(connect(cfg.redis), cfg.redis.key_prefix).all()
     for k in sorted(states):
         click.echo(f"{k}\t{states[k]}")

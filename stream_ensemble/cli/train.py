@@ -9,12 +9,12 @@ from typing import Any
 
 import click
 
-from stream_ensemble.cli.common import pin_threads
+from stream_ensemble.cli.common import config_from, pin_threads, setting_option
 
 
 @click.command()
-@click.option("--registry", type=click.Path(file_okay=False, path_type=Path), default=Path("var/registry"), show_default=True, envvar="SE_REGISTRY", help="Registry directory.")
-@click.option("--ensemble", default="default", show_default=True, help="Ensemble name in the registry.")
+@setting_option("worker.registry")
+@setting_option("worker.ensemble")
 @click.option("--dataset", default="breast_cancer", show_default=True, help="Bundled scikit-learn dataset (used unless --csv).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Train on this CSV instead.")
 @click.option("--label", help="Label column of --csv.")
@@ -26,7 +26,8 @@ from stream_ensemble.cli.common import pin_threads
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="Latency budget: total member cost, ms per 1,000 rows.")
 @click.option("--max-members", type=click.IntRange(1, 1000), default=None, help="At most this many members in the selection.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def train(registry: Path, ensemble: str, dataset: str, csv_path: Path | None, label: str | None,
+@click.pass_context
+def train(ctx: click.Context, registry: Path | None, ensemble: str | None, dataset: str, csv_path: Path | None, label: str | None,
           positive: str | None, no_header: bool, pool: str, pool_size: int, strategy: str | None,
           budget_ms: float | None, max_members: int | None, seed: int) -> None:
     """Train a model pool and an ensemble; write new registry versions."""
@@ -39,6 +40,8 @@ def train(registry: Path, ensemble: str, dataset: str, csv_path: Path | None, la
     from stream_ensemble.core.training.builder import BuildConfig
 
     pin_threads()
+    worker_cfg = config_from(ctx, worker__registry=registry, worker__ensemble=ensemble).worker
+    registry, ensemble = worker_cfg.registry, worker_cfg.ensemble
     if csv_path is not None:
         if not label:
             raise click.UsageError("--csv needs --label COLUMN")
