@@ -37,6 +37,8 @@ from stream_ensemble.errors import ConfigError
 
 EXPLAIN_LEVELS = ("none", "summary", "full")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 
 
@@ -120,9 +122,19 @@ class KafkaConfig:
     poll_timeout_s: float = 0.05
     delivery_timeout_s: float = 30.0
     partitions: int = 4
+    # Security (librdkafka names): applied to the consumer, the producer and the admin client.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_ca_location: str = ""
+    ssl_certificate_location: str = ""
+    ssl_key_location: str = ""
+    ssl_key_password: str = ""
 
     def __post_init__(self) -> None:
         check_bootstrap(self.bootstrap)
+        self._check_security()
         if not self.group_id:
             raise ConfigError("kafka group id must not be empty")
         if not 1 <= self.batch_size <= 100_000:
@@ -134,6 +146,26 @@ class KafkaConfig:
         topics = (self.features_topic, self.scores_topic, self.dlq_topic)
         if len(set(topics)) != 3 or not all(topics):
             raise ConfigError(f"features, scores and DLQ topics must be distinct and non-empty: {topics}")
+
+
+    def _check_security(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"kafka security protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, got {self.security_protocol!r}")
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(f"kafka SASL mechanism must be one of {', '.join(SASL_MECHANISMS)}, got {self.sasl_mechanism!r}")
+            if not self.sasl_username or not self.sasl_password:
+                raise ConfigError(f"kafka security protocol {self.security_protocol} needs a SASL username and password")
+        for what, location in (("CA", self.ssl_ca_location), ("certificate", self.ssl_certificate_location),
+                               ("key", self.ssl_key_location)):
+            if location and not Path(location).is_file():
+                raise ConfigError(f"kafka TLS {what} file not found: {location}")
+
+    def __repr__(self) -> str:  # never print a secret
+        secret = {"sasl_password", "ssl_key_password"}
+        shown = ", ".join(f"{f.name}={'***' if f.name in secret and getattr(self, f.name) else getattr(self, f.name)!r}"
+                          for f in fields(self))
+        return f"KafkaConfig({shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +201,14 @@ class WorkerConfig:
     registry: Path = Path("var/registry")
     ensemble: str = "default"
     explain: str = "summary"
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics port must be in 0..65535 (0: no metrics server), got {self.metrics_port}")
+        if self.metrics_port:
+            check_host_port(f"{self.metrics_host}:{self.metrics_port}", "metrics address")
         if self.explain not in EXPLAIN_LEVELS:
             raise ConfigError(f"explain level must be one of {', '.join(EXPLAIN_LEVELS)}, got {self.explain!r}")
         if not self.ensemble:
@@ -184,6 +222,26 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+
+
+SECRETS = frozenset({"sasl_password", "ssl_key_password"})
+
+
+def redacted(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Every setting of ``cfg`` as plain values, secrets as ``***`` (for logs and ``--json``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in ("kafka", "redis", "worker"):
+        part = getattr(cfg, section)
+        values: dict[str, Any] = {}
+        for f in fields(part):
+            value = getattr(part, f.name)
+            if f.name in SECRETS and value:
+                value = "***"
+            elif f.name == "url":
+                value = redact_url(value)
+            values[f.name] = str(value) if isinstance(value, Path) else value
+        out[section] = values
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +274,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kafka.poll_timeout_s", "SE_MAX_WAIT_S", "--max-wait-s", "Longest wait to fill a batch, seconds (latency vs batch size)."),
     Setting("kafka.delivery_timeout_s", "SE_DELIVERY_TIMEOUT_S", "--delivery-timeout-s", "Seconds an output may wait for its broker acknowledgement."),
     Setting("kafka.partitions", "SE_PARTITIONS", "--partitions", "Partitions when creating missing topics (and the count serve expects)."),
+    Setting("kafka.security_protocol", "SE_KAFKA_SECURITY_PROTOCOL", "--kafka-security-protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+    Setting("kafka.sasl_mechanism", "SE_KAFKA_SASL_MECHANISM", "--kafka-sasl-mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."),
+    Setting("kafka.sasl_username", "SE_KAFKA_SASL_USERNAME", "--kafka-sasl-username", "SASL user name."),
+    Setting("kafka.sasl_password", "SE_KAFKA_SASL_PASSWORD", "--kafka-sasl-password", "SASL password (prefer the variable: flags show in ps)."),
+    Setting("kafka.ssl_ca_location", "SE_KAFKA_SSL_CA", "--kafka-ssl-ca", "CA bundle (PEM) to verify the brokers."),
+    Setting("kafka.ssl_certificate_location", "SE_KAFKA_SSL_CERT", "--kafka-ssl-cert", "Client certificate (PEM) for mutual TLS."),
+    Setting("kafka.ssl_key_location", "SE_KAFKA_SSL_KEY", "--kafka-ssl-key", "Client private key (PEM) for mutual TLS."),
+    Setting("kafka.ssl_key_password", "SE_KAFKA_SSL_KEY_PASSWORD", "--kafka-ssl-key-password", "Password of the client key."),
     Setting("redis.url", "SE_REDIS_URL", "--redis-url", "Redis URL (redis://, rediss:// or unix://)."),
     Setting("redis.cache_ttl_s", "SE_CACHE_TTL_S", "--cache-ttl", "Prediction cache TTL seconds (0 disables the cache)."),
     Setting("redis.health_refresh_s", "SE_HEALTH_REFRESH_S", "--health-refresh-s", "Seconds between reads of the member health keys (at most 2)."),
@@ -223,6 +289,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis.socket_timeout_s", "SE_REDIS_TIMEOUT_S", "--redis-timeout-s", "Redis socket timeout, seconds."),
     Setting("worker.registry", "SE_REGISTRY", "--registry", "Model registry directory."),
     Setting("worker.ensemble", "SE_ENSEMBLE", "--ensemble", "Ensemble name in the registry."),
+    Setting("worker.metrics_port", "SE_METRICS_PORT", "--metrics-port", "Serve /metrics, /healthz, /readyz on this port (0: off)."),
+    Setting("worker.metrics_host", "SE_METRICS_HOST", "--metrics-host", "Address the metrics server binds (0.0.0.0 to expose it)."),
     Setting("worker.explain", "SE_EXPLAIN", "--explain", "Explanation level: none, summary or full."),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}

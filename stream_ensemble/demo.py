@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from stream_ensemble.adapters.kafka import ensure_topics
+from stream_ensemble.adapters.kafka import client_conf, ensure_topics
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.core.data import load_bundled
 from stream_ensemble.core.registry import Registry
@@ -69,7 +69,7 @@ def _malformed(run_id: str, record: dict[str, Any], n: int) -> list[tuple[str, b
 
 
 def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: int,
-                   features_topic: str = FEATURES) -> DemoRun:
+                   features_topic: str = FEATURES, kafka: KafkaConfig | None = None) -> DemoRun:
     """Publish ``n_events`` valid events (held-out rows, cycled) and ``n_malformed`` bad ones.
 
     Raises
@@ -85,7 +85,7 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
     rows = holdout_rows(reg)
     records = data.records(rows)
     run = DemoRun(uuid.uuid4().hex[:10])
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer({**client_conf(kafka or bootstrap), "acks": "all", "enable.idempotence": True, "linger.ms": 5})
     failures: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -112,12 +112,12 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
     return run
 
 
-def _end_offsets(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[TopicPartition]:
+def _end_offsets(kafka: KafkaConfig, topic: str, timeout_s: float = 30.0) -> list[TopicPartition]:
     """Current end offset of every partition of ``topic``.
 
     Retries while a just-created topic has no leader yet (NOT_LEADER_FOR_PARTITION).
     """
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-probe-{uuid.uuid4().hex[:6]}"})
+    c = Consumer({**client_conf(kafka), "group.id": f"demo-probe-{uuid.uuid4().hex[:6]}"})
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -135,13 +135,13 @@ def _end_offsets(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[To
         c.close()
 
 
-def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_s: float,
+def _collect(kafka: KafkaConfig, start: list[TopicPartition], run: DemoRun, timeout_s: float,
              alive: Callable[[], bool], scores_topic: str = SCORES) -> tuple[dict[str, dict[str, Any]], set[str], float]:
     """Read scores and DLQ from ``start`` until every event of ``run`` is accounted for.
 
     Stops early when ``alive()`` turns False (the worker died) and nothing more arrives.
     """
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{run.run_id}", "enable.auto.commit": False})
+    c = Consumer({**client_conf(kafka), "group.id": f"demo-reader-{run.run_id}", "enable.auto.commit": False})
     c.assign(start)
     scored: dict[str, dict[str, Any]] = {}
     dead: set[str] = set()
@@ -193,10 +193,10 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
         _run([sys.executable, "-m", "stream_ensemble", "train", "--registry", str(registry)])
     manifest = reg.manifest("ensembles", "default")
     echo(f"== ensemble default@v{manifest['version']}: strategy {manifest['strategy']}, members {', '.join(manifest['members'])}")
-    ensure_topics(bootstrap, [(features, parts), (scores, parts), (dlq, 1), ("outcomes", parts)])
+    ensure_topics(kafka, [(features, parts), (scores, parts), (dlq, 1), ("outcomes", parts)])
     cleared = _clear_cache(redis_url, f"default@v{manifest['version']}")
     echo(f"== cleared {cleared} cached scores of this ensemble, so every distinct row is scored once")
-    start = _end_offsets(bootstrap, scores) + _end_offsets(bootstrap, dlq)
+    start = _end_offsets(kafka, scores) + _end_offsets(kafka, dlq)
     log_path = registry.parent / "demo-worker.log"
     echo(f"== starting a worker (logs: {log_path})")
     log_start = log_path.stat().st_size if log_path.exists() else 0
@@ -212,8 +212,8 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
         ready = _wait_until_assigned(log_path, log_start, lambda: worker.poll() is None, timeout_s=60)
         echo(f"   worker joined the group in {ready:.1f}s" if ready >= 0 else "   worker not assigned yet; publishing anyway")
         echo(f"== publishing {n_events} held-out feature events + {n_malformed} malformed ones")
-        run = produce_events(bootstrap, registry, n_events, n_malformed, features)
-        scored, dead, last = _collect(bootstrap, start, run, timeout_s, lambda: worker.poll() is None, scores)
+        run = produce_events(bootstrap, registry, n_events, n_malformed, features, kafka)
+        scored, dead, last = _collect(kafka, start, run, timeout_s, lambda: worker.poll() is None, scores)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

@@ -87,3 +87,5 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     cache_hits: int = 0
     cache_misses: int = 0
+    # The selection (members in use) the batch was scored with; metrics count changes.
+    selection_id: str = ""

@@ -91,9 +91,11 @@ class RedisHealthStore:
         if now - self._read_at >= self.refresh_s:
             try:
                 raw = self.client.hgetall(self.key)
-                self._down = frozenset(
-                    _text(k) for k, v in raw.items() if _text(v).strip().lower() == "down"
-                )
+                down = frozenset(_text(k) for k, v in raw.items() if _text(v).strip().lower() == "down")
+                if down != self._down:
+                    log.info("health changed: down %s", sorted(down) or "none",
+                             extra={"event": "health", "down": sorted(down), "was_down": sorted(self._down)})
+                self._down = down
             except redis.RedisError as exc:
                 self.errors += 1
                 log.warning("health read failed, keeping last known state: %s", exc)

@@ -37,7 +37,7 @@ def main(ctx: click.Context, config_file: Path | None, log_level: str, log_forma
     Every setting is, in order of precedence, a flag, an environment variable (shown in each
     command's --help), a key in the --config file, or its default.
     """
-    ctx.obj = {"debug": debug, "config": config_file}
+    ctx.obj = {"debug": debug, "config": config_file, "log_format": log_format}
     setup_logging(log_level, log_format)
 
 

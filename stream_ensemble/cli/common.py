@@ -1,46 +1,22 @@
-"""What every command shares: one-line errors with the documented exit codes, logging, threads."""
+"""What every command shares: one-line errors with the documented exit codes, settings, threads."""
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import orjson
 
+from stream_ensemble.cli.logs import JsonFormatter, setup_logging
 from stream_ensemble.errors import ConfigError, StreamEnsembleError
 
 if TYPE_CHECKING:
     from stream_ensemble.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line (structured logs for machines and humans with jq)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc).decode()
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    """Log to stderr in ``json`` or ``text`` format."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+__all__ = ["Group", "JsonFormatter", "config_from", "pin_threads", "setting_option", "setup_logging"]
 
 
 class Group(click.Group):
@@ -52,20 +28,28 @@ class Group(click.Group):
         except ConfigError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            _error(ctx, str(exc))
             ctx.exit(2)
         except StreamEnsembleError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            _error(ctx, str(exc))
             ctx.exit(1)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:  # third-party failures: still one line (--debug for the traceback)
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            _error(ctx, f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
             ctx.exit(1)
+
+
+def _error(ctx: click.Context, message: str) -> None:
+    """The one error line: ``error: ...`` on stderr, or a JSON log object under --log-format json."""
+    if ctx.obj and ctx.obj.get("log_format") == "json":
+        logging.getLogger("stream_ensemble").error(message, extra={"event": "exit"})
+    else:
+        click.echo(f"error: {message}", err=True)
 
 
 def pin_threads() -> None:

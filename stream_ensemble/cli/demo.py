@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def demo(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regis
     cfg = config_from(ctx, kafka__bootstrap=bootstrap, redis__url=redis_url, worker__registry=registry,
                       kafka__features_topic=features_topic, kafka__scores_topic=scores_topic,
                       kafka__dlq_topic=dlq_topic, kafka__group_id=group_id)
+    config_file = ctx.find_root().obj.get("config")
+    if config_file is not None:  # the demo's worker process reads the same file
+        os.environ["SE_CONFIG"] = str(config_file)
     summary = run_demo(cfg.kafka.bootstrap, cfg.redis.url, cfg.worker.registry, events, malformed, timeout, retrain, cfg.kafka)
     click.echo(orjson.dumps(summary).decode())
     sys.exit(0 if summary["lost"] == 0 else 1)
@@ -51,5 +55,5 @@ def produce_demo(ctx: click.Context, bootstrap: str | None, registry: Path | Non
     from stream_ensemble.demo import produce_events
 
     cfg = config_from(ctx, kafka__bootstrap=bootstrap, worker__registry=registry, kafka__features_topic=features_topic)
-    run = produce_events(cfg.kafka.bootstrap, cfg.worker.registry, events, malformed, cfg.kafka.features_topic)
+    run = produce_events(cfg.kafka.bootstrap, cfg.worker.registry, events, malformed, cfg.kafka.features_topic, cfg.kafka)
     click.echo(f"produced {run.produced_valid} valid + {len(run.malformed)} malformed events (run {run.run_id})")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from stream_ensemble.cli.common import config_from, pin_threads, setting_option
+from stream_ensemble.config import redacted
 
 log = logging.getLogger("stream_ensemble")
 
@@ -28,14 +29,18 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("redis.cache_ttl_s", "cache_ttl", type=click.IntRange(min=0))
 @setting_option("worker.explain", type=click.Choice(["none", "summary", "full"]))
 @setting_option("kafka.partitions", type=click.IntRange(1, 1000))
+@setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
+@setting_option("worker.metrics_host")
 @click.option("--max-idle", type=float, default=None, help="Exit after this many idle seconds (default: run until SIGTERM).")
 @click.pass_context
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
           dlq_topic: str | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
-          cache_ttl: int | None, explain: str | None, partitions: int | None, max_idle: float | None) -> None:
+          cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
+          metrics_host: str | None, max_idle: float | None) -> None:
     """Consume feature events, score them, produce scored events (until SIGTERM)."""
     from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics
+    from stream_ensemble.adapters.metrics import ProbeServer, WorkerMetrics
     from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
     from stream_ensemble.core.registry import Registry
     from stream_ensemble.serving.engine import ScoringService
@@ -49,18 +54,31 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         kafka__poll_timeout_s=max_wait_ms / 1000.0 if max_wait_ms is not None else max_wait_s,
         kafka__partitions=partitions, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
+        worker__metrics_port=metrics_port, worker__metrics_host=metrics_host,
     )
+    log.info("configuration", extra={"event": "configuration", **redacted(cfg)})
+    metrics = WorkerMetrics()
+    probes = None
+    if cfg.worker.metrics_port:
+        # Up before the model loads: /healthz answers at once, /readyz says what is missing.
+        probes = ProbeServer(metrics, cfg.worker.metrics_host, cfg.worker.metrics_port).start()
+        log.info("metrics on http://%s:%d/metrics", cfg.worker.metrics_host, probes.port,
+                 extra={"event": "metrics", "port": probes.port})
     ens = load_serving_ensemble(Registry(cfg.worker.registry), cfg.worker.ensemble, ensemble_version)
+    metrics.info.info({"version": _version(), "ensemble": ens.tag, "strategy": ens.strategy.name,
+                       "members": ",".join(ens.pool.names)})
+    metrics.model_loaded = True
     client = connect(cfg.redis)
     parts = cfg.kafka.partitions
-    ensure_topics(cfg.kafka.bootstrap, [(cfg.kafka.features_topic, parts), (cfg.kafka.scores_topic, parts), (cfg.kafka.dlq_topic, 1)])
+    ensure_topics(cfg.kafka, [(cfg.kafka.features_topic, parts), (cfg.kafka.scores_topic, parts), (cfg.kafka.dlq_topic, 1)])
     service = ScoringService(
         ens, RedisHealthStore(client, cfg.redis.key_prefix, cfg.redis.health_refresh_s),
         RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain, cfg.redis.key_prefix,
     )
-    source = KafkaSource(cfg.kafka)
+    stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.kafka_stats}
+    source = KafkaSource(cfg.kafka, extra=stats, on_assignment=metrics.assignment)
     sink = KafkaSink(cfg.kafka)
-    worker = Worker(source, sink, service, cfg.kafka)
+    worker = Worker(source, sink, service, cfg.kafka, observer=metrics)
     worker.install_signal_handlers()
     log.info("serving %s (%d members, strategy %s) from %s to %s", ens.tag, len(ens.pool), ens.strategy.name,
              cfg.kafka.features_topic, cfg.kafka.scores_topic)
@@ -68,3 +86,14 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         worker.run(max_idle_s=max_idle)
     finally:
         source.close()
+        if probes is not None:
+            probes.close()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stream-ensemble")
+    except PackageNotFoundError:
+        return "unknown"

@@ -22,5 +22,5 @@ def topics(ctx: click.Context, bootstrap: str | None, partitions: int | None, fe
     cfg = config_from(ctx, kafka__bootstrap=bootstrap, kafka__partitions=partitions, kafka__features_topic=features_topic,
                       kafka__scores_topic=scores_topic, kafka__dlq_topic=dlq_topic).kafka
     names = (cfg.features_topic, cfg.scores_topic, cfg.dlq_topic, "outcomes")
-    ensure_topics(cfg.bootstrap, [(names[0], cfg.partitions), (names[1], cfg.partitions), (names[2], 1), (names[3], cfg.partitions)])
+    ensure_topics(cfg, [(names[0], cfg.partitions), (names[1], cfg.partitions), (names[2], 1), (names[3], cfg.partitions)])
     click.echo(f"topics ready: {', '.join(names)}")

@@ -106,6 +106,7 @@ class ScoringService:
             return result
         healthy = self.ensemble.health_vector(self.health.down())
         selection = self.ensemble.strategy.selection_id(healthy)
+        result.selection_id = selection
         levels = [ev.explain or self.explain for _, ev in events]
         keys = [self._cache_key(selection, ev, lv) for (_, ev), lv in zip(events, levels)]
         cached = self.cache.get_many(keys) if self.cache is not None else [None] * len(events)
