@@ -30,7 +30,8 @@ install: $(VENV)/.installed  ## create .venv and install the package with test +
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e ".[bench,test]"
+	@# setuptools warns on every editable install that a same-named folder may shadow imports (it is this one, on purpose)
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e ".[bench,test]"
 	@touch $@
 
 up:  ## start Redis and the Kafka broker (idempotent)
