@@ -78,6 +78,24 @@ class WorkerMetrics:
         self._broker_ok = False
         self.model_loaded = False
         self._lock = threading.Lock()
+        # plain totals for the heartbeat (reading them back from prometheus objects is private API)
+        self.totals = {"consumed": 0, "scored": 0, "dead_lettered": 0, "cache_hits": 0}
+        self._lag: dict[str, int] = {}
+
+    @property
+    def current_selection(self) -> str:
+        """The selection id of the last batch ("" before the first)."""
+        return self._selection
+
+    @property
+    def assigned(self) -> set[tuple[str, int]]:
+        """Partitions this worker owns now."""
+        with self._lock:
+            return set(self._assigned)
+
+    def lag_by_partition(self) -> dict[str, int]:
+        """Last known consumer lag, ``"topic[partition]" -> messages``."""
+        return dict(self._lag)
 
     # -- hooks ---------------------------------------------------------------------------
     def tick(self) -> None:
@@ -86,6 +104,11 @@ class WorkerMetrics:
 
     def batch(self, messages: Sequence[RawMessage], result: BatchResult, scoring_s: float, batch_s: float) -> None:
         """One batch went through: counts, sizes and times; called after its outputs were acknowledged."""
+        t = self.totals
+        t["consumed"] += len(messages)
+        t["scored"] += len(result.scored)
+        t["dead_lettered"] += len(result.dead_letters)
+        t["cache_hits"] += result.cache_hits
         self.consumed.inc(len(messages))
         self.scored.inc(len(result.scored))
         for dead in result.dead_letters:
@@ -145,6 +168,7 @@ class WorkerMetrics:
                 self.consumer_lag.remove(topic, str(partition))
             except KeyError:
                 pass
+            self._lag.pop(f"{topic}[{partition}]", None)
 
     def kafka_stats(self, stats_json: str) -> None:
         """librdkafka statistics (``stats_cb``): consumer lag per assigned partition."""
@@ -160,6 +184,7 @@ class WorkerMetrics:
                 lag = p.get("consumer_lag", -1)
                 if lag >= 0:
                     self.consumer_lag.labels(topic, pid).set(lag)
+                    self._lag[f"{topic}[{pid}]"] = int(lag)
 
     # -- probes --------------------------------------------------------------------------
     def healthz(self) -> tuple[bool, dict[str, Any]]:

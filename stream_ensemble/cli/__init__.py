@@ -16,6 +16,7 @@ from stream_ensemble.cli.common import Group, setup_logging
 from stream_ensemble.cli.demo import demo, produce_demo
 from stream_ensemble.cli.health import health
 from stream_ensemble.cli.serve import serve
+from stream_ensemble.cli.status import status
 from stream_ensemble.cli.topics import topics
 from stream_ensemble.cli.train import train
 
@@ -41,7 +42,7 @@ def main(ctx: click.Context, config_file: Path | None, log_level: str, log_forma
     setup_logging(log_level, log_format)
 
 
-for command in (train, serve, topics, health, demo, produce_demo):
+for command in (train, serve, status, topics, health, demo, produce_demo):
     main.add_command(command)
 
 

@@ -39,6 +39,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
           cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
           metrics_host: str | None, max_idle: float | None) -> None:
     """Consume feature events, score them, produce scored events (until SIGTERM)."""
+    from stream_ensemble.adapters.heartbeat import Heartbeat
     from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics
     from stream_ensemble.adapters.metrics import ProbeServer, WorkerMetrics
     from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
@@ -71,20 +72,27 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
     client = connect(cfg.redis)
     parts = cfg.kafka.partitions
     ensure_topics(cfg.kafka, [(cfg.kafka.features_topic, parts), (cfg.kafka.scores_topic, parts), (cfg.kafka.dlq_topic, 1)])
+    health = RedisHealthStore(client, cfg.redis.key_prefix, cfg.redis.health_refresh_s)
     service = ScoringService(
-        ens, RedisHealthStore(client, cfg.redis.key_prefix, cfg.redis.health_refresh_s),
+        ens, health,
         RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain, cfg.redis.key_prefix,
     )
     stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.kafka_stats}
     source = KafkaSource(cfg.kafka, extra=stats, on_assignment=metrics.assignment)
     sink = KafkaSink(cfg.kafka)
-    worker = Worker(source, sink, service, cfg.kafka, observer=metrics)
+    heartbeat = Heartbeat(client, metrics, cfg.redis.key_prefix, cfg.kafka.group_id, serving={
+        "ensemble": ens.tag, "strategy": ens.strategy.name, "members": [m.tag for m in ens.pool.members],
+        "features_topic": cfg.kafka.features_topic, "scores_topic": cfg.kafka.scores_topic,
+    }, health=health.down)
+    metrics.selection(ens.strategy.selection_id(ens.health_vector(health.down())))  # known before the first batch
+    worker = Worker(source, sink, service, cfg.kafka, observer=heartbeat)
     worker.install_signal_handlers()
     log.info("serving %s (%d members, strategy %s) from %s to %s", ens.tag, len(ens.pool), ens.strategy.name,
              cfg.kafka.features_topic, cfg.kafka.scores_topic)
     try:
         worker.run(max_idle_s=max_idle)
     finally:
+        heartbeat.close()
         source.close()
         if probes is not None:
             probes.close()
