@@ -69,7 +69,8 @@ class _TqdmHandler(logging.Handler):
 @click.option("--datasets", "dataset_names", default=None,
               help="Comma-separated shared dataset names (default: every one present in --data-dir): "
                    "adult, mammography, phoneme, spambase, german, pima, banknote, ionosphere, sonar, "
-                   "breast-cancer-wisconsin.")
+                   "breast-cancer-wisconsin; or the bundled scikit-learn ones (offline, no --data-dir): "
+                   "wine, digits (K-class), breast_cancer.")
 @click.option("--max-rows", type=click.IntRange(min=2), default=None,
               help="Stratified, seeded subsample of any dataset with more rows (bounds the runtime; "
                    "the rows used are reported).")
@@ -201,8 +202,16 @@ def _loaders(
         return [lambda: data]
     if label is not None or positive is not None:
         raise ConfigError("--label / --positive only apply with --csv")
-    folder = datasets.check_data_dir(data_dir)
+    from stream_ensemble.core.data.datasets import BUNDLED, load_bundled
+
     chosen = _split_list(names)
+    bundled = [n for n in (chosen or []) if n in BUNDLED]
+    if chosen and len(bundled) == len(chosen):
+        # Only bundled datasets: no --data-dir needed (the multiclass benchmark runs offline).
+        return [lambda n=n: load_bundled(n) for n in bundled]
+    if bundled:
+        raise ConfigError(f"run bundled datasets ({', '.join(bundled)}) separately from the shared ones")
+    folder = datasets.check_data_dir(data_dir)
     present = datasets.available(folder)
     if chosen is None:
         chosen = present

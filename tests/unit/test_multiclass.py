@@ -104,3 +104,13 @@ def test_binary_schema_rejects_probabilities_and_v2_requires_them() -> None:
     assert list(validator.iter_errors({**base, "probabilities": {"a": 0.2, "b": 0.3, "c": 0.5}}))
     assert list(validator.iter_errors({**base, "schema_version": 2}))
     assert not list(validator.iter_errors({**base, "schema_version": 2, "probabilities": {"a": 0.2, "b": 0.3, "c": 0.5}}))
+
+
+def test_bench_loads_bundled_k_class_datasets_without_a_data_dir() -> None:
+    from stream_ensemble.bench import datasets
+    from stream_ensemble.cli.bench import _loaders
+
+    loaders = _loaders(datasets, None, "wine,digits", None, None, None, None, False, 0)
+    assert [len(ld().classes) for ld in loaders] == [3, 10]
+    with pytest.raises(ConfigError, match="separately"):
+        _loaders(datasets, None, "wine,adult", None, None, None, None, False, 0)

@@ -222,8 +222,14 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         # Not in the contract: is the ensembles' gain more than calibration of one member?
         from stream_ensemble.core.confidence.calibration import EnsembleCalibrator
 
-        cal_best = EnsembleCalibrator(random_state=seed).fit(P_cal[:, best, 1], yc)
-        methods["best_single_calibrated"] = proba_metrics(cal_best.transform(P_test[:, best, 1]), yt)
+        if mf.n_classes == 2:
+            cal_best = EnsembleCalibrator(random_state=seed).fit(P_cal[:, best, 1], yc)
+            methods["best_single_calibrated"] = proba_metrics(cal_best.transform(P_test[:, best, 1]), yt)
+        else:  # K classes: the calibrator build() uses for K > 2
+            from stream_ensemble.core.confidence.temperature import TemperatureCalibrator
+
+            cal_k = TemperatureCalibrator().fit(P_cal[:, best], yc)
+            methods["best_single_calibrated"] = proba_metrics(cal_k.transform(P_test[:, best]), yt)
     scored: dict[str, dict[str, np.ndarray]] = {}
     with timer.step("score strategies"):
         for name in strategies:
