@@ -40,12 +40,24 @@ def connect(cfg: RedisConfig) -> redis.Redis:
     return client
 
 
+#: Sets every KEYS[i] to ARGV[i + 1] with a TTL of ARGV[1] seconds: a batch's cache writes
+#: are one command (a pipeline of n ``SET EX`` costs n client-side command objects).
+_SET_MANY_EX = """
+local ttl = ARGV[1]
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+
+
 class RedisCache:
-    """Prediction cache: one ``MGET`` per batch, one pipelined ``SET EX`` round trip."""
+    """Prediction cache: one ``MGET`` per batch and one scripted multi-``SET EX`` per batch."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.errors = 0
+        self._set_many_ex = client.register_script(_SET_MANY_EX)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values for ``keys`` (misses on failure)."""
@@ -60,11 +72,10 @@ class RedisCache:
 
     def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
         """Store values with a TTL (failures are logged and counted)."""
+        if not items:
+            return
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for key, value in items:
-                pipe.set(key, value, ex=ttl_s)
-            pipe.execute()
+            self._set_many_ex(keys=[k for k, _ in items], args=[ttl_s, *(v for _, v in items)])
         except redis.RedisError as exc:
             self.errors += 1
             log.warning("cache write failed: %s", exc)
