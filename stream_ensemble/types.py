@@ -1,6 +1,6 @@
 """Shared value types and array aliases.
 
-Canonical shapes (STYLE rule 2):
+Canonical shapes (every array names its axes):
 
 * ``Proba``   -- ``(n_events, n_models, n_classes)`` float64 member probabilities.
   Entries of members that did not run for a row are ``NaN``.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
 
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.errors import KafkaAdapterError
@@ -272,3 +272,46 @@ def ensure_topics(kafka: KafkaConfig | str, topics: Iterable[tuple[str, int]], t
             return
         time.sleep(0.1)
     raise KafkaAdapterError(f"topics {sorted(wanted)} not visible after {timeout_s}s")
+
+
+def topic_partitions(kafka: KafkaConfig | str, names: Iterable[str], timeout_s: float = 30.0) -> dict[str, int]:
+    """Partition count of each existing topic among ``names`` (missing topics are left out).
+
+    Raises
+    ------
+    KafkaAdapterError
+        The broker is unreachable.
+    """
+    admin = admin_client(kafka)
+    try:
+        topics = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise KafkaAdapterError(f"cannot read topic metadata: {exc}") from exc
+    finally:
+        admin.poll(0)
+    return {n: len(topics[n].partitions) for n in names if n in topics}
+
+
+def raise_partitions(kafka: KafkaConfig | str, counts: dict[str, int], timeout_s: float = 30.0) -> dict[str, int]:
+    """Raise each topic of ``counts`` to that many partitions where it has fewer.
+
+    Kafka can only add partitions (and adding them moves keys to other partitions for new
+    events). Returns the topics changed with their new counts.
+
+    Raises
+    ------
+    KafkaAdapterError
+        The broker refused.
+    """
+    current = topic_partitions(kafka, counts, timeout_s)
+    todo = [NewPartitions(t, n) for t, n in counts.items() if t in current and current[t] < n]
+    if not todo:
+        return {}
+    admin = admin_client(kafka)
+    for topic, fut in admin.create_partitions(todo, request_timeout=timeout_s).items():
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaAdapterError(f"cannot raise partitions of {topic}: {exc}") from exc
+    admin.poll(0)
+    return {p.topic: p.new_total_count for p in todo}

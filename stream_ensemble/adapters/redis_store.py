@@ -1,6 +1,6 @@
 """Redis adapters: prediction cache and model-health keys (redis-py, hiredis parser).
 
-Redis is advisory (STYLE rule 10): a failed read returns misses / the last known health and
+Redis is advisory: a failed read returns misses / the last known health and
 counts the failure in ``errors``; it never fails an event. Key layout (documented in the
 README, stable for operators using ``redis-cli``):
 

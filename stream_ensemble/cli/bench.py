@@ -55,8 +55,9 @@ class _TqdmHandler(logging.Handler):
 
 @bench.command(name="accuracy")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with the shared real datasets (e.g. ../shared/datasets). "
-                   "Required unless --csv is given.")
+              envvar="SE_DATA_DIR", show_envvar=True,
+              help="Folder with the real datasets (default: $SE_DATA_DIR, else ~/.cache/stream-ensemble/datasets; "
+                   "see `stream-ensemble datasets`). Unused with --csv.")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Result JSON file to write.")
 @click.option("--md", type=click.Path(path_type=Path, dir_okay=False), default=None,

@@ -41,7 +41,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
           metrics_host: str | None, max_idle: float | None) -> None:
     """Consume feature events, score them, produce scored events (until SIGTERM)."""
     from stream_ensemble.adapters.heartbeat import Heartbeat
-    from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics
+    from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics, topic_partitions
     from stream_ensemble.adapters.metrics import ProbeServer, WorkerMetrics
     from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
     from stream_ensemble.core.registry import Registry
@@ -73,6 +73,12 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
     client = connect(cfg.redis)
     parts = cfg.kafka.partitions
     ensure_topics(cfg.kafka, [(cfg.kafka.features_topic, parts), (cfg.kafka.scores_topic, parts), (cfg.kafka.dlq_topic, 1)])
+    have = topic_partitions(cfg.kafka, [cfg.kafka.features_topic]).get(cfg.kafka.features_topic, parts)
+    if have < parts:  # e.g. auto-created by a producer that wrote first
+        log.warning("topic %s has %d partitions, fewer than the %d asked: at most %d workers of group %s get events "
+                    "(`stream-ensemble topics --partitions %d --raise` adds partitions)", cfg.kafka.features_topic, have,
+                    parts, have, cfg.kafka.group_id, parts,
+                    extra={"event": "partitions", "topic": cfg.kafka.features_topic, "partitions": have, "asked": parts})
     health = RedisHealthStore(client, cfg.redis.key_prefix, cfg.redis.health_refresh_s)
     service = ScoringService(
         ens, health,

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from stream_ensemble.ports import HealthStore, PredictionCache
-from stream_ensemble.serving.codec import SCHEMA_VERSION, DecodeError, decode_event
+from stream_ensemble.serving.codec import DecodeError, decode_event, schema_version_for
 from stream_ensemble.serving.ensemble import ScoreBatch, ServingEnsemble
 from stream_ensemble.types import BatchResult, DeadLetter, Event, RawMessage
 
@@ -137,6 +137,7 @@ class ScoringService:
         tail = b',"latency_ms":' + orjson.dumps(round(latency_ms, 3)) + b',"arm":' + orjson.dumps(self.arm) + b"}"
         to_cache: list[tuple[str, bytes]] = []
         scored = result.scored
+        version = schema_version_for(len(self.ensemble.class_names))
         for i, (msg, ev) in enumerate(events):
             hit = cached[i]
             if hit is not None:
@@ -151,7 +152,7 @@ class ScoringService:
                 body = fresh[first]
                 if keys is not None and first == i:
                     to_cache.append((keys[i], body))
-            head = orjson.dumps({"schema_version": SCHEMA_VERSION, "event_id": ev.event_id,
+            head = orjson.dumps({"schema_version": version, "event_id": ev.event_id,
                                  "entity_id": ev.entity_id, "timestamp": ev.timestamp})
             scored.append((ev.entity_id.encode(), b"".join((head[:-1], b",", head_rest, b",", body[1:-1], tail)), msg.ref))
         if self.cache is not None and to_cache:
@@ -201,7 +202,11 @@ class ScoringService:
         """The event-independent part of each scored event, encoded (what the cache stores)."""
         tags = self.ensemble.member_tags
         names = self.ensemble.class_names
-        pos = np.round(batch.proba[:, 1], 6).tolist()
+        binary = batch.proba.shape[1] == 2
+        # K > 2: "probability" is the decided class's; "probabilities" carries every class.
+        top = batch.proba[:, 1] if binary else batch.proba[np.arange(batch.proba.shape[0]), batch.decision]
+        pos = np.round(top, 6).tolist()
+        per_class = None if binary else np.round(batch.proba, 6).tolist()
         conf = np.round(batch.confidence, 6).tolist()
         dec = batch.decision.tolist()
         unc = {k: np.round(v, 6).tolist() for k, v in batch.uncertainty.items()}
@@ -227,6 +232,7 @@ class ScoringService:
                     "model_probabilities": {t: p for t, r, p in zip(tags, ran_i, member_i) if r},
                     "cache_hit": False,
                     "explanation": batch.explanations[i],
+                    **({} if per_class is None else {"probabilities": dict(zip(names, per_class[i]))}),
                 }, option=numpy_ok
             ))
         return bodies
