@@ -185,6 +185,24 @@ def explain_cost_cmd(registry: Path, ensemble: str, batch: int, repeats: int, ou
     click.echo(f"wrote {out}, {out.with_suffix('.md')}", err=True)
 
 
+@bench.command(name="cache-bytes")
+@click.option("--events", type=click.IntRange(1, 1_000_000), default=3000, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Also write the JSON here.")
+@click.pass_context
+def cache_bytes_cmd(ctx: click.Context, events: int, timeout: float, out: Path | None) -> None:
+    """Redis bytes per cached event, from a real worker's cache (runs the demo; settings from SE_*/--config)."""
+    from stream_ensemble.bench.cache_bytes import run
+    from stream_ensemble.cli.common import config_from
+
+    summary = run(config_from(ctx), events, timeout)
+    line = json.dumps(summary)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(line + "\n")
+    click.echo(line)
+
+
 def _loaders(
     datasets: Any, data_dir: Path | None, names: str | None, max_rows: int | None,
     csv_path: Path | None, label: str | None, positive: str | None, no_header: bool, seed: int,
