@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from stream_ensemble.bench.html_report import write_html
 from stream_ensemble.errors import ConfigError
 
 
@@ -149,10 +150,12 @@ def accuracy_cmd(
     md = md or out.with_suffix(".md")
     png = png or out.with_suffix(".png")
     out.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
-    md.write_text(report.render_markdown(result))
+    markdown = report.render_markdown(result)
+    md.write_text(markdown)
     report.render_png(result, png)
+    page = write_html(markdown, [png], out.with_suffix(".html"), "stream-ensemble accuracy benchmark")
     partial_path.unlink(missing_ok=True)
-    click.echo(f"wrote {out}, {md}, {png} ({result['elapsed_s']:.0f} s)", err=True)
+    click.echo(f"wrote {out}, {md}, {png}, {page} ({result['elapsed_s']:.0f} s)", err=True)
 
 
 @bench.command(name="explain-cost")
@@ -181,8 +184,10 @@ def explain_cost_cmd(registry: Path, ensemble: str, batch: int, repeats: int, ou
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
-    out.with_suffix(".md").write_text(explain_cost.render_markdown(result))
-    click.echo(f"wrote {out}, {out.with_suffix('.md')}", err=True)
+    markdown = explain_cost.render_markdown(result)
+    out.with_suffix(".md").write_text(markdown)
+    page = write_html(markdown, [], out.with_suffix(".html"), "stream-ensemble explanation cost")
+    click.echo(f"wrote {out}, {out.with_suffix('.md')}, {page}", err=True)
 
 
 @bench.command(name="cache-bytes")
