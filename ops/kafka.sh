@@ -11,7 +11,9 @@
 #   KAFKA_DATA_DIR        $REPO/var/kafka        storage (data/), server.properties, kafka.pid
 #   KAFKA_LOG_DIR         $KAFKA_DATA_DIR/logs   server.log, stdout.log, format.log, gc log, mvn.log
 #   KAFKA_PORT            9092                   PLAINTEXT listener on 127.0.0.1
-#   KAFKA_CONTROLLER_PORT 9093                   KRaft controller listener on 127.0.0.1
+#   KAFKA_CONTROLLER_PORT KAFKA_PORT+1           KRaft controller listener on 127.0.0.1
+#   KAFKA_SASL_PORT       KAFKA_PORT+2           SASL_PLAINTEXT (PLAIN) listener on 127.0.0.1; user and
+#                                                generated password in $KAFKA_DATA_DIR/sasl.env
 #   KAFKA_START_TIMEOUT   90                     seconds to wait for "Kafka Server started"
 #   KAFKA_STOP_TIMEOUT    30                     grace seconds between SIGTERM and SIGKILL
 #   KAFKA_HEAP_OPTS       -Xms256m -Xmx1g
@@ -28,7 +30,8 @@ mkdir -p "$KAFKA_DATA_DIR"
 KAFKA_DATA_DIR="$(cd "$KAFKA_DATA_DIR" && pwd)"
 KAFKA_LOG_DIR="${KAFKA_LOG_DIR:-$KAFKA_DATA_DIR/logs}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$(( KAFKA_PORT + 1 ))}"
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-$(( KAFKA_PORT + 2 ))}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
@@ -138,8 +141,22 @@ ensure_jars() {
   say "jars resolved in $(since "$t0") s ($(ls "$KAFKA_LIB_DIR"/*.jar | wc -l) jars)"
 }
 
+# SASL/PLAIN credentials of the test listener: generated once per data dir, readable by the
+# owner only; `source $KAFKA_DATA_DIR/sasl.env` gives KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD.
+ensure_sasl_credentials() {
+  local f="$KAFKA_DATA_DIR/sasl.env"
+  if [[ ! -s "$f" ]]; then
+    ( umask 077; printf 'KAFKA_SASL_USERNAME=se\nKAFKA_SASL_PASSWORD=%s\n' \
+        "$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" > "$f" )
+  fi
+  # shellcheck disable=SC1090
+  source "$f"
+}
+
 render_config() {
+  ensure_sasl_credentials
   sed -e "s#@PORT@#$KAFKA_PORT#g; s#@CPORT@#$KAFKA_CONTROLLER_PORT#g; s#@DATA@#$KAFKA_DATA_DIR#g" \
+      -e "s#@SASLPORT@#$KAFKA_SASL_PORT#g; s#@SASLUSER@#$KAFKA_SASL_USERNAME#g; s#@SASLPASS@#$KAFKA_SASL_PASSWORD#g" \
     "$CONF_DIR/server.properties.in" > "$PROPS.tmp"
   mv "$PROPS.tmp" "$PROPS"
 }

@@ -1,34 +1,125 @@
 """Frozen configuration, built in one place.
 
-Only :func:`load_config` reads the environment. Precedence: explicit overrides (CLI flags)
-> environment variables (``SE_*``) > defaults. Every value is checked in ``__post_init__``
-so a bad setting fails at start-up with one clear line, not mid-stream.
+Precedence, for every setting: CLI flag > environment variable > config file (TOML, given with
+``--config`` or ``SE_CONFIG``) > default. :data:`SETTINGS` is the one table that names each
+setting's config-file key (``section.field``), environment variable and CLI flag; the CLI
+builds its options from it (``cli.common.setting_option``), so ``--help`` shows every variable.
+Every value is checked in ``__post_init__`` so a bad setting fails at start-up with one clear
+line (exit 2), not mid-stream.
 
-Environment variables
----------------------
-SE_BOOTSTRAP       Kafka bootstrap servers            (127.0.0.1:9092)
-SE_GROUP_ID        consumer group                     (stream-ensemble)
-SE_FEATURES_TOPIC  input topic                        (features)
-SE_SCORES_TOPIC    output topic                       (scores)
-SE_DLQ_TOPIC       dead-letter topic                  (features.dlq)
-SE_BATCH_SIZE      max events per batch               (1000)
-SE_REDIS_URL       Redis URL                          (redis://127.0.0.1:6379/0)
-SE_CACHE_TTL_S     prediction cache TTL seconds       (3600; 0 disables the cache)
-SE_REGISTRY        model registry directory           (var/registry)
-SE_ENSEMBLE        ensemble name in the registry      (default)
-SE_EXPLAIN         explanation level none|summary|full (summary)
+Adding a setting: add a field (with its default) to the section's dataclass and a check in its
+``__post_init__``, add one :class:`Setting` row to :data:`SETTINGS`, and decorate the command
+with ``@setting_option("section.field")``. The README section "Configuration" lists them all
+(``stream-ensemble config show`` prints the effective values and where each came from).
+
+Config file example::
+
+    [kafka]
+    bootstrap = "10.0.0.5:9092"
+    group_id = "scoring"
+
+    [redis]
+    url = "redis://10.0.0.6:6379/0"
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from stream_ensemble.errors import ConfigError
 
 EXPLAIN_LEVELS = ("none", "summary", "full")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
+
+
+def check_host_port(address: str, what: str) -> None:
+    """Raise :class:`ConfigError` unless ``address`` is ``host:port`` (IPv6 as ``[::1]:port``)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what}: {address!r} is not host:port")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{what}: port of {address!r} must be a number in 1..65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ConfigError(f"{what}: {host!r} is not an IPv6 address") from None
+    elif not _HOST.match(host):
+        raise ConfigError(f"{what}: {host!r} is not a valid host name or address")
+
+
+def check_bootstrap(bootstrap: str) -> None:
+    """Raise :class:`ConfigError` unless ``bootstrap`` is a comma-separated host:port list.
+
+    A ``SCHEME://`` prefix per address (``SASL_SSL://host:9093``) is accepted, as librdkafka does.
+    """
+    if not bootstrap.strip():
+        raise ConfigError("kafka bootstrap servers must not be empty")
+    for part in bootstrap.split(","):
+        address = part.strip()
+        if "://" in address:
+            address = address.split("://", 1)[1]
+        check_host_port(address, "kafka bootstrap")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def check_redis_url(url: str) -> None:
+    """Raise :class:`ConfigError` unless ``url`` is a usable Redis URL."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"redis url {shown!r}: {exc}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(f"redis url must start with {', '.join(s + '://' for s in REDIS_SCHEMES)}, got {shown!r}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"redis url {shown!r} names no socket path")
+        return
+    if parts.scheme == "redis+sentinel":
+        # redis+sentinel://host:26379[,host:26379...]/<service name>[/db]
+        for address in parts.netloc.rsplit("@", 1)[-1].split(","):
+            check_host_port(address if ":" in address else f"{address}:26379", "redis sentinel")
+        service, _, db = parts.path.lstrip("/").partition("/")
+        if not service:
+            raise ConfigError(f"redis url {shown!r}: a sentinel URL names the service, redis+sentinel://host:26379/mymaster/0")
+        if db and not db.isdigit():
+            raise ConfigError(f"redis url {shown!r}: database must be a number, got {db!r}")
+        return
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"redis url {shown!r}: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(f"redis url {shown!r} names no host")
+    check_host_port(f"{parts.hostname if ':' not in parts.hostname else '[' + parts.hostname + ']'}:{port or 6379}", "redis url")
+    db = parts.path.lstrip("/")
+    if parts.scheme.endswith("+cluster") and db not in ("", "0"):
+        raise ConfigError(f"redis url {shown!r}: a Redis Cluster has only database 0")
+    if db and not db.isdigit():
+        raise ConfigError(f"redis url {shown!r}: database must be a number, got {db!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +136,51 @@ class KafkaConfig:
     # latency when traffic is light (consume() waits for a full batch or this timeout).
     poll_timeout_s: float = 0.05
     delivery_timeout_s: float = 30.0
+    partitions: int = 4
+    # Security (librdkafka names): applied to the consumer, the producer and the admin client.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_ca_location: str = ""
+    ssl_certificate_location: str = ""
+    ssl_key_location: str = ""
+    ssl_key_password: str = ""
 
     def __post_init__(self) -> None:
-        if not self.bootstrap:
-            raise ConfigError("kafka bootstrap servers must not be empty")
+        check_bootstrap(self.bootstrap)
+        self._check_security()
+        if not self.group_id:
+            raise ConfigError("kafka group id must not be empty")
         if not 1 <= self.batch_size <= 100_000:
             raise ConfigError(f"batch size must be in 1..100000, got {self.batch_size}")
         if self.poll_timeout_s <= 0 or self.delivery_timeout_s <= 0:
             raise ConfigError("poll and delivery timeouts must be positive")
+        if not 1 <= self.partitions <= 1000:
+            raise ConfigError(f"partitions must be in 1..1000, got {self.partitions}")
         topics = (self.features_topic, self.scores_topic, self.dlq_topic)
         if len(set(topics)) != 3 or not all(topics):
             raise ConfigError(f"features, scores and DLQ topics must be distinct and non-empty: {topics}")
+
+
+    def _check_security(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"kafka security protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, got {self.security_protocol!r}")
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(f"kafka SASL mechanism must be one of {', '.join(SASL_MECHANISMS)}, got {self.sasl_mechanism!r}")
+            if not self.sasl_username or not self.sasl_password:
+                raise ConfigError(f"kafka security protocol {self.security_protocol} needs a SASL username and password")
+        for what, location in (("CA", self.ssl_ca_location), ("certificate", self.ssl_certificate_location),
+                               ("key", self.ssl_key_location)):
+            if location and not Path(location).is_file():
+                raise ConfigError(f"kafka TLS {what} file not found: {location}")
+
+    def __repr__(self) -> str:  # never print a secret
+        secret = {"sasl_password", "ssl_key_password"}
+        shown = ", ".join(f"{f.name}={'***' if f.name in secret and getattr(self, f.name) else getattr(self, f.name)!r}"
+                          for f in fields(self))
+        return f"KafkaConfig({shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +194,19 @@ class RedisConfig:
     socket_timeout_s: float = 0.5
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"redis url must start with redis://, rediss:// or unix://, got {self.url!r}")
+        check_redis_url(self.url)
         if self.cache_ttl_s < 0:
             raise ConfigError("cache TTL must be >= 0 (0 disables the cache)")
         if not 0 < self.health_refresh_s <= 2.0:
             # The product promises a health change is seen within 2 s.
             raise ConfigError("health refresh must be in (0, 2] seconds")
+        if not self.key_prefix or any(c in self.key_prefix for c in " {}:"):
+            raise ConfigError(f"redis key prefix must be non-empty without spaces, braces or colons, got {self.key_prefix!r}")
+        if self.socket_timeout_s <= 0:
+            raise ConfigError("redis socket timeout must be positive")
+
+    def __repr__(self) -> str:  # never print the password
+        return f"RedisConfig(url={redact_url(self.url)!r}, cache_ttl_s={self.cache_ttl_s}, key_prefix={self.key_prefix!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +216,18 @@ class WorkerConfig:
     registry: Path = Path("var/registry")
     ensemble: str = "default"
     explain: str = "summary"
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics port must be in 0..65535 (0: no metrics server), got {self.metrics_port}")
+        if self.metrics_port:
+            check_host_port(f"{self.metrics_host}:{self.metrics_port}", "metrics address")
         if self.explain not in EXPLAIN_LEVELS:
             raise ConfigError(f"explain level must be one of {', '.join(EXPLAIN_LEVELS)}, got {self.explain!r}")
+        if not self.ensemble:
+            raise ConfigError("ensemble name must not be empty")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,28 +239,122 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
 
 
-_ENV = {
-    "SE_BOOTSTRAP": ("kafka", "bootstrap"),
-    "SE_GROUP_ID": ("kafka", "group_id"),
-    "SE_FEATURES_TOPIC": ("kafka", "features_topic"),
-    "SE_SCORES_TOPIC": ("kafka", "scores_topic"),
-    "SE_DLQ_TOPIC": ("kafka", "dlq_topic"),
-    "SE_BATCH_SIZE": ("kafka", "batch_size"),
-    "SE_REDIS_URL": ("redis", "url"),
-    "SE_CACHE_TTL_S": ("redis", "cache_ttl_s"),
-    "SE_REGISTRY": ("worker", "registry"),
-    "SE_ENSEMBLE": ("worker", "ensemble"),
-    "SE_EXPLAIN": ("worker", "explain"),
-}
+SECRETS = frozenset({"sasl_password", "ssl_key_password"})
 
 
-def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
-    """Build the configuration.
+def redacted(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Every setting of ``cfg`` as plain values, secrets as ``***`` (for logs and ``--json``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in ("kafka", "redis", "worker"):
+        part = getattr(cfg, section)
+        values: dict[str, Any] = {}
+        for f in fields(part):
+            value = getattr(part, f.name)
+            if f.name in SECRETS and value:
+                value = "***"
+            elif f.name == "url":
+                value = redact_url(value)
+            values[f.name] = str(value) if isinstance(value, Path) else value
+        out[section] = values
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting: config-file key ``section.name``, environment variable, CLI flag, help."""
+
+    key: str
+    env: str
+    flag: str
+    help: str
+
+    @property
+    def section(self) -> str:
+        """Config section (``kafka``, ``redis``, ``worker``)."""
+        return self.key.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """Field name inside the section."""
+        return self.key.split(".", 1)[1]
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("kafka.bootstrap", "SE_BOOTSTRAP", "--bootstrap", "Kafka bootstrap servers, host:port[,host:port...]."),
+    Setting("kafka.group_id", "SE_GROUP_ID", "--group", "Kafka consumer group of the workers."),
+    Setting("kafka.features_topic", "SE_FEATURES_TOPIC", "--features-topic", "Input topic of feature events."),
+    Setting("kafka.scores_topic", "SE_SCORES_TOPIC", "--scores-topic", "Output topic of scored events."),
+    Setting("kafka.dlq_topic", "SE_DLQ_TOPIC", "--dlq-topic", "Dead-letter topic for malformed events."),
+    Setting("kafka.batch_size", "SE_BATCH_SIZE", "--batch-size", "Most events scored per batch."),
+    Setting("kafka.poll_timeout_s", "SE_MAX_WAIT_S", "--max-wait-s", "Longest wait to fill a batch, seconds (latency vs batch size)."),
+    Setting("kafka.delivery_timeout_s", "SE_DELIVERY_TIMEOUT_S", "--delivery-timeout-s", "Seconds an output may wait for its broker acknowledgement."),
+    Setting("kafka.partitions", "SE_PARTITIONS", "--partitions", "Partitions when creating missing topics (and the count serve expects)."),
+    Setting("kafka.security_protocol", "SE_KAFKA_SECURITY_PROTOCOL", "--kafka-security-protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+    Setting("kafka.sasl_mechanism", "SE_KAFKA_SASL_MECHANISM", "--kafka-sasl-mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."),
+    Setting("kafka.sasl_username", "SE_KAFKA_SASL_USERNAME", "--kafka-sasl-username", "SASL user name."),
+    Setting("kafka.sasl_password", "SE_KAFKA_SASL_PASSWORD", "--kafka-sasl-password", "SASL password (prefer the variable: flags show in ps)."),
+    Setting("kafka.ssl_ca_location", "SE_KAFKA_SSL_CA", "--kafka-ssl-ca", "CA bundle (PEM) to verify the brokers."),
+    Setting("kafka.ssl_certificate_location", "SE_KAFKA_SSL_CERT", "--kafka-ssl-cert", "Client certificate (PEM) for mutual TLS."),
+    Setting("kafka.ssl_key_location", "SE_KAFKA_SSL_KEY", "--kafka-ssl-key", "Client private key (PEM) for mutual TLS."),
+    Setting("kafka.ssl_key_password", "SE_KAFKA_SSL_KEY_PASSWORD", "--kafka-ssl-key-password", "Password of the client key."),
+    Setting("redis.url", "SE_REDIS_URL", "--redis-url", "Redis URL (redis://, rediss:// or unix://)."),
+    Setting("redis.cache_ttl_s", "SE_CACHE_TTL_S", "--cache-ttl", "Prediction cache TTL seconds (0 disables the cache)."),
+    Setting("redis.health_refresh_s", "SE_HEALTH_REFRESH_S", "--health-refresh-s", "Seconds between reads of the member health keys (at most 2)."),
+    Setting("redis.key_prefix", "SE_KEY_PREFIX", "--key-prefix", "Prefix of every Redis key the project writes."),
+    Setting("redis.socket_timeout_s", "SE_REDIS_TIMEOUT_S", "--redis-timeout-s", "Redis socket timeout, seconds."),
+    Setting("worker.registry", "SE_REGISTRY", "--registry", "Model registry directory."),
+    Setting("worker.ensemble", "SE_ENSEMBLE", "--ensemble", "Ensemble name in the registry."),
+    Setting("worker.metrics_port", "SE_METRICS_PORT", "--metrics-port", "Serve /metrics, /healthz, /readyz on this port (0: off)."),
+    Setting("worker.metrics_host", "SE_METRICS_HOST", "--metrics-host", "Address the metrics server binds (0.0.0.0 to expose it)."),
+    Setting("worker.explain", "SE_EXPLAIN", "--explain", "Explanation level: none, summary or full."),
+)
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+SECTIONS = {"kafka": KafkaConfig, "redis": RedisConfig, "worker": WorkerConfig}
+
+
+def setting_default(key: str) -> Any:
+    """The built-in default of setting ``key`` (``section.name``)."""
+    section, name = key.split(".", 1)
+    return getattr(SECTIONS[section](), name)
+
+
+def read_config_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Parse a TOML config file into ``{section: {name: value}}``.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, invalid TOML, or an unknown section/key (typos are errors, not ignored).
+    """
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    out: dict[str, dict[str, Any]] = {}
+    for section, table in doc.items():
+        if section not in SECTIONS or not isinstance(table, dict):
+            raise ConfigError(f"config file {path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        known = {f.name for f in fields(SECTIONS[section])}
+        for name in table:
+            if name not in known:
+                raise ConfigError(f"config file {path}: unknown key {section}.{name}")
+        out[section] = dict(table)
+    return out
+
+
+def load_config(env: Mapping[str, str] | None = None, config_file: Path | str | None = None,
+                **overrides: Any) -> Config:
+    """Build the configuration: overrides > environment > config file > defaults.
 
     Parameters
     ----------
     env : mapping, optional
-        Environment (default ``os.environ``); only ``SE_*`` keys are read.
+        Environment (default ``os.environ``); only the variables in :data:`SETTINGS` are read
+        (and ``SE_CONFIG`` when ``config_file`` is not given).
+    config_file : path, optional
+        TOML file with ``[kafka]``, ``[redis]``, ``[worker]`` tables.
     **overrides
         ``section__field=value`` pairs (e.g. ``kafka__bootstrap="host:9092"``); ``None``
         values are ignored so CLI options can be passed straight through.
@@ -138,10 +371,14 @@ def load_config(env: Mapping[str, str] | None = None, **overrides: Any) -> Confi
     import os
 
     source = os.environ if env is None else env
-    values: dict[str, dict[str, Any]] = {"kafka": {}, "redis": {}, "worker": {}}
-    for var, (section, name) in _ENV.items():
-        if var in source:
-            values[section][name] = source[var]
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    path = config_file if config_file is not None else source.get("SE_CONFIG") or None
+    if path is not None:
+        for section, table in read_config_file(Path(path)).items():
+            values[section].update(table)
+    for s in SETTINGS:
+        if s.env in source:
+            values[s.section][s.name] = source[s.env]
     for key, value in overrides.items():
         if value is None:
             continue
@@ -165,7 +402,23 @@ def _build(default: Any, values: dict[str, Any]) -> Any:
             raise ConfigError(f"unknown setting {type(default).__name__}.{name}")
         kind = types[name]
         try:
-            converted[name] = kind(raw) if not isinstance(raw, kind) else raw
+            if isinstance(raw, kind):
+                converted[name] = raw
+            elif kind is bool:
+                converted[name] = _to_bool(raw)
+            elif kind is int and isinstance(raw, float):
+                raise ValueError(raw)
+            else:
+                converted[name] = kind(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be {kind.__name__}, got {raw!r}") from None
     return replace(default, **converted)
+
+
+def _to_bool(raw: Any) -> bool:
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(raw)

@@ -25,7 +25,8 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from stream_ensemble.adapters.kafka import ensure_topics
+from stream_ensemble.adapters.kafka import client_conf, ensure_topics
+from stream_ensemble.config import KafkaConfig
 from stream_ensemble.core.data import load_bundled
 from stream_ensemble.core.registry import Registry
 from stream_ensemble.core.training import holdout_rows
@@ -67,7 +68,8 @@ def _malformed(run_id: str, record: dict[str, Any], n: int) -> list[tuple[str, b
     return [(f"{run_id}-bad-{i}", kinds[i % len(kinds)](f"{run_id}-bad-{i}")) for i in range(n)]
 
 
-def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: int) -> DemoRun:
+def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: int,
+                   features_topic: str = FEATURES, kafka: KafkaConfig | None = None) -> DemoRun:
     """Publish ``n_events`` valid events (held-out rows, cycled) and ``n_malformed`` bad ones.
 
     Raises
@@ -83,7 +85,7 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
     rows = holdout_rows(reg)
     records = data.records(rows)
     run = DemoRun(uuid.uuid4().hex[:10])
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer({**client_conf(kafka or bootstrap), "acks": "all", "enable.idempotence": True, "linger.ms": 5})
     failures: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -96,13 +98,13 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
         event_id = f"{run.run_id}-{i}"
         entity = f"patient-{int(rows[k])}"
         doc = {"event_id": event_id, "entity_id": entity, "timestamp": time.time(), "features": records[k]}
-        producer.produce(FEATURES, key=entity.encode(), value=orjson.dumps(doc), on_delivery=on_delivery)
+        producer.produce(features_topic, key=entity.encode(), value=orjson.dumps(doc), on_delivery=on_delivery)
         run.labels[event_id] = int(data.y[rows[k]])
         run.rows.append(int(rows[k]))
         if i % 1000 == 999:
             producer.poll(0)
     for marker, value in _malformed(run.run_id, records[0], n_malformed):
-        producer.produce(FEATURES, key=b"malformed", value=value, on_delivery=on_delivery)
+        producer.produce(features_topic, key=b"malformed", value=value, on_delivery=on_delivery)
         run.malformed.append(marker)
     left = producer.flush(30)
     if left or failures:
@@ -110,12 +112,12 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
     return run
 
 
-def _end_offsets(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[TopicPartition]:
+def _end_offsets(kafka: KafkaConfig, topic: str, timeout_s: float = 30.0) -> list[TopicPartition]:
     """Current end offset of every partition of ``topic``.
 
     Retries while a just-created topic has no leader yet (NOT_LEADER_FOR_PARTITION).
     """
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-probe-{uuid.uuid4().hex[:6]}"})
+    c = Consumer({**client_conf(kafka), "group.id": f"demo-probe-{uuid.uuid4().hex[:6]}"})
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -133,13 +135,13 @@ def _end_offsets(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[To
         c.close()
 
 
-def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_s: float,
-             alive: Callable[[], bool]) -> tuple[dict[str, dict[str, Any]], set[str], float]:
+def _collect(kafka: KafkaConfig, start: list[TopicPartition], run: DemoRun, timeout_s: float,
+             alive: Callable[[], bool], scores_topic: str = SCORES) -> tuple[dict[str, dict[str, Any]], set[str], float]:
     """Read scores and DLQ from ``start`` until every event of ``run`` is accounted for.
 
     Stops early when ``alive()`` turns False (the worker died) and nothing more arrives.
     """
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{run.run_id}", "enable.auto.commit": False})
+    c = Consumer({**client_conf(kafka), "group.id": f"demo-reader-{run.run_id}", "enable.auto.commit": False})
     c.assign(start)
     scored: dict[str, dict[str, Any]] = {}
     dead: set[str] = set()
@@ -157,7 +159,7 @@ def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_
                 if msg.error():
                     continue
                 doc = orjson.loads(msg.value() or b"{}")
-                if msg.topic() == SCORES:
+                if msg.topic() == scores_topic:
                     eid = doc.get("event_id", "")
                     if eid in run.labels and eid not in scored:
                         # Broker-side append time of the score (the worker's producer stamps
@@ -177,8 +179,13 @@ def _collect(bootstrap: str, start: list[TopicPartition], run: DemoRun, timeout_
 
 
 def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_malformed: int,
-             timeout_s: float, retrain: bool) -> dict[str, Any]:
-    """Run the demo; returns the summary dict (printed as the last stdout line)."""
+             timeout_s: float, retrain: bool, kafka: KafkaConfig | None = None) -> dict[str, Any]:
+    """Run the demo; returns the summary dict (printed as the last stdout line).
+
+    ``kafka`` supplies the topics, consumer group and partition count (default: the defaults).
+    """
+    kafka = kafka or KafkaConfig(bootstrap=bootstrap)
+    features, scores, dlq, parts = kafka.features_topic, kafka.scores_topic, kafka.dlq_topic, kafka.partitions
     echo = click.echo
     reg = Registry(registry)
     if retrain or not reg.versions("ensembles", "default"):
@@ -186,25 +193,27 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
         _run([sys.executable, "-m", "stream_ensemble", "train", "--registry", str(registry)])
     manifest = reg.manifest("ensembles", "default")
     echo(f"== ensemble default@v{manifest['version']}: strategy {manifest['strategy']}, members {', '.join(manifest['members'])}")
-    ensure_topics(bootstrap, [(FEATURES, 4), (SCORES, 4), (DLQ, 1), ("outcomes", 4)])
+    ensure_topics(kafka, [(features, parts), (scores, parts), (dlq, 1), ("outcomes", parts)])
     cleared = _clear_cache(redis_url, f"default@v{manifest['version']}")
     echo(f"== cleared {cleared} cached scores of this ensemble, so every distinct row is scored once")
-    start = _end_offsets(bootstrap, SCORES) + _end_offsets(bootstrap, DLQ)
+    start = _end_offsets(kafka, scores) + _end_offsets(kafka, dlq)
     log_path = registry.parent / "demo-worker.log"
     echo(f"== starting a worker (logs: {log_path})")
     log_start = log_path.stat().st_size if log_path.exists() else 0
     with log_path.open("ab") as log_file:
         worker = subprocess.Popen(
             [sys.executable, "-m", "stream_ensemble", "--log-format", "json", "serve",
-             "--bootstrap", bootstrap, "--redis", redis_url, "--registry", str(registry)],
+             "--bootstrap", bootstrap, "--redis-url", redis_url, "--registry", str(registry),
+             "--features-topic", features, "--scores-topic", scores, "--dlq-topic", dlq, "--group", kafka.group_id,
+             "--partitions", str(parts)],
             stdout=log_file, stderr=log_file, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     try:
         ready = _wait_until_assigned(log_path, log_start, lambda: worker.poll() is None, timeout_s=60)
         echo(f"   worker joined the group in {ready:.1f}s" if ready >= 0 else "   worker not assigned yet; publishing anyway")
         echo(f"== publishing {n_events} held-out feature events + {n_malformed} malformed ones")
-        run = produce_events(bootstrap, registry, n_events, n_malformed)
-        scored, dead, last = _collect(bootstrap, start, run, timeout_s, lambda: worker.poll() is None)
+        run = produce_events(bootstrap, registry, n_events, n_malformed, features, kafka)
+        scored, dead, last = _collect(kafka, start, run, timeout_s, lambda: worker.poll() is None, scores)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -248,12 +257,14 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
 
 def _clear_cache(redis_url: str, ensemble_tag: str) -> int:
     """Delete this ensemble's prediction-cache keys (the demo starts cold every time)."""
-    import redis
+    from stream_ensemble.adapters.redis_store import connect, is_cluster
+    from stream_ensemble.config import RedisConfig
 
-    client = redis.Redis.from_url(redis_url)
+    client = connect(RedisConfig(url=redis_url))
     keys = list(client.scan_iter(match=f"se:cache:{ensemble_tag}:*", count=1000))
-    for k in range(0, len(keys), 1000):
-        client.unlink(*keys[k : k + 1000])
+    step = 1 if is_cluster(client) else 1000  # a cluster refuses multi-key commands across slots
+    for k in range(0, len(keys), step):
+        client.unlink(*keys[k : k + step])
     return len(keys)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from stream_ensemble.types import RawMessage, SourceRef
+from stream_ensemble.types import BatchResult, RawMessage, SourceRef
 
 
 class PredictionCache(Protocol):
@@ -53,4 +53,16 @@ class EventSink(Protocol):
 
     def flush_and_confirm(self, timeout_s: float) -> None:
         """Block until every queued message is acknowledged; raise if any failed."""
+        ...
+
+
+class BatchObserver(Protocol):
+    """Watches the worker loop (metrics, probes); every call must be cheap and never raise."""
+
+    def tick(self) -> None:
+        """The loop is alive (once per iteration, with or without a batch)."""
+        ...
+
+    def batch(self, messages: Sequence[RawMessage], result: BatchResult, scoring_s: float, batch_s: float) -> None:
+        """A batch was produced, acknowledged and committed (or its commit failed harmlessly)."""
         ...

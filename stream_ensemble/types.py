@@ -1,6 +1,6 @@
 """Shared value types and array aliases.
 
-Canonical shapes (STYLE rule 2):
+Canonical shapes (every array names its axes):
 
 * ``Proba``   -- ``(n_events, n_models, n_classes)`` float64 member probabilities.
   Entries of members that did not run for a row are ``NaN``.
@@ -87,3 +87,5 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     cache_hits: int = 0
     cache_misses: int = 0
+    # The selection (members in use) the batch was scored with; metrics count changes.
+    selection_id: str = ""

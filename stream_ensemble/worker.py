@@ -18,7 +18,7 @@ from types import FrameType
 
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.errors import KafkaAdapterError
-from stream_ensemble.ports import EventSink, EventSource
+from stream_ensemble.ports import BatchObserver, EventSink, EventSource
 from stream_ensemble.serving.codec import dlq_record
 from stream_ensemble.serving.engine import ScoringService
 
@@ -63,7 +63,9 @@ class Worker:
         Topics, batch size and timeouts.
     """
 
-    def __init__(self, source: EventSource, sink: EventSink, service: ScoringService, cfg: KafkaConfig) -> None:
+    def __init__(self, source: EventSource, sink: EventSink, service: ScoringService, cfg: KafkaConfig,
+                 observer: BatchObserver | None = None) -> None:
+        self.observer = observer
         self.source = source
         self.sink = sink
         self.service = service
@@ -124,6 +126,8 @@ class Worker:
                 len(messages), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3,
                 (time.perf_counter() - t4) * 1e3,
             )
+        if self.observer is not None:
+            self.observer.batch(messages, result, t2 - t1, time.perf_counter() - t0)
         s = self.stats
         s.batches += 1
         s.consumed += len(messages)
@@ -141,12 +145,14 @@ class Worker:
         """
         last_log = last_work = time.monotonic()
         while not self._stop.is_set():
+            if self.observer is not None:
+                self.observer.tick()
             if self.run_once():
                 last_work = time.monotonic()
             elif max_idle_s is not None and time.monotonic() - last_work > max_idle_s:
                 break
             if time.monotonic() - last_log >= log_every_s:
-                log.info("progress %s", self.stats.as_dict())
+                log.info("progress %s", self.stats.as_dict(), extra={"stats": self.stats.as_dict()})
                 last_log = time.monotonic()
-        log.info("stopped %s", self.stats.as_dict())
+        log.info("stopped %s", self.stats.as_dict(), extra={"stats": self.stats.as_dict()})
         return self.stats

@@ -8,17 +8,55 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
 
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.types import RawMessage, SourceRef
 
 log = logging.getLogger("stream_ensemble.kafka")
+# librdkafka's own log lines go through these Python loggers (confluent-kafka's ``logger``
+# setting), so they follow --log-format json instead of being printed raw on stderr.
+CONSUMER_LOG = logging.getLogger("librdkafka.consumer")
+PRODUCER_LOG = logging.getLogger("librdkafka.producer")
+ADMIN_LOG = logging.getLogger("librdkafka.admin")
+
+_SECURITY_KEYS = (
+    ("security_protocol", "security.protocol"), ("sasl_mechanism", "sasl.mechanism"),
+    ("sasl_username", "sasl.username"), ("sasl_password", "sasl.password"),
+    ("ssl_ca_location", "ssl.ca.location"), ("ssl_certificate_location", "ssl.certificate.location"),
+    ("ssl_key_location", "ssl.key.location"), ("ssl_key_password", "ssl.key.password"),
+)
+
+
+def client_conf(cfg: KafkaConfig | str) -> dict[str, Any]:
+    """librdkafka settings every client of ``cfg`` needs: bootstrap servers and security.
+
+    Use it for every Consumer, Producer and AdminClient so that ``security.protocol``, SASL
+    and TLS apply everywhere. A bare bootstrap string means PLAINTEXT.
+    """
+    if isinstance(cfg, str):
+        return {"bootstrap.servers": cfg}
+    conf: dict[str, Any] = {"bootstrap.servers": cfg.bootstrap}
+    if cfg.security_protocol != "PLAINTEXT":
+        conf["security.protocol"] = cfg.security_protocol
+        for name, key in _SECURITY_KEYS[1:]:
+            value = getattr(cfg, name)
+            if value and (key.startswith("ssl.") or cfg.security_protocol.startswith("SASL_")):
+                conf[key] = value
+    return conf
+
+
+def admin_client(cfg: KafkaConfig | str) -> AdminClient:
+    """An AdminClient whose librdkafka logs go to the ``librdkafka.admin`` logger.
+
+    The admin client forwards its logs only when polled: call ``poll(0)`` after each request.
+    """
+    return AdminClient(client_conf(cfg), logger=ADMIN_LOG)
 
 
 class KafkaSource:
@@ -33,9 +71,11 @@ class KafkaSource:
         More librdkafka settings (they win over the defaults).
     """
 
-    def __init__(self, cfg: KafkaConfig, topic: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, cfg: KafkaConfig, topic: str | None = None, extra: dict[str, Any] | None = None,
+                 on_assignment: Callable[[list[tuple[str, int]], list[tuple[str, int]]], None] | None = None) -> None:
+        self._on_assignment = on_assignment
         conf = {
-            "bootstrap.servers": cfg.bootstrap,
+            **client_conf(cfg),
             "group.id": cfg.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -48,20 +88,24 @@ class KafkaSource:
             **(extra or {}),
         }
         try:
-            self.consumer = Consumer(conf, logger=logging.getLogger("librdkafka.consumer"))
+            self.consumer = Consumer(conf, logger=CONSUMER_LOG)
         except KafkaException as exc:
             raise KafkaAdapterError(f"cannot create Kafka consumer: {exc}") from exc
         self.topic = topic or cfg.features_topic
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
 
-    @staticmethod
-    def _on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        names = [f"{p.topic}[{p.partition}]" for p in partitions]
+        log.info("assigned %s", names, extra={"event": "assignment", "assigned": names})
+        if self._on_assignment is not None:
+            self._on_assignment([(p.topic, p.partition) for p in partitions], [])
 
-    @staticmethod
-    def _on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing is in flight here: the worker commits each batch before polling again.
-        log.info("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+        names = [f"{p.topic}[{p.partition}]" for p in partitions]
+        log.info("revoked %s", names, extra={"event": "assignment", "revoked": names})
+        if self._on_assignment is not None:
+            self._on_assignment([], [(p.topic, p.partition) for p in partitions])
 
     def poll_batch(self, max_messages: int, timeout_s: float) -> list[RawMessage]:
         """Up to ``max_messages`` messages; transient errors are logged, fatal ones raised.
@@ -122,7 +166,7 @@ class KafkaSink:
 
     def __init__(self, cfg: KafkaConfig, extra: dict[str, Any] | None = None) -> None:
         conf = {
-            "bootstrap.servers": cfg.bootstrap,
+            **client_conf(cfg),
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 5,
@@ -131,7 +175,7 @@ class KafkaSink:
             **(extra or {}),
         }
         try:
-            self.producer = Producer(conf, logger=logging.getLogger("librdkafka.producer"))
+            self.producer = Producer(conf, logger=PRODUCER_LOG)
         except KafkaException as exc:
             raise KafkaAdapterError(f"cannot create Kafka producer: {exc}") from exc
         self.timeout_s = cfg.delivery_timeout_s
@@ -170,19 +214,24 @@ class KafkaSink:
             )
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout_s: float = 30.0) -> None:
+def ensure_topics(kafka: KafkaConfig | str, topics: Iterable[tuple[str, int]], timeout_s: float = 30.0) -> None:
     """Create topics that do not exist yet (``(name, partitions)``); existing ones are kept.
+
+    ``kafka`` is the connection (a :class:`KafkaConfig`, or a bare bootstrap string for PLAINTEXT).
 
     Raises
     ------
     KafkaAdapterError
         The broker is unreachable or refused to create a topic.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    bootstrap = kafka if isinstance(kafka, str) else kafka.bootstrap
+    admin = admin_client(kafka)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise KafkaAdapterError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
+    finally:
+        admin.poll(0)
     new = [NewTopic(name, num_partitions=parts, replication_factor=1) for name, parts in topics if name not in existing]
     if not new:
         return
@@ -200,3 +249,46 @@ def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout_s: 
             return
         time.sleep(0.1)
     raise KafkaAdapterError(f"topics {sorted(wanted)} not visible after {timeout_s}s")
+
+
+def topic_partitions(kafka: KafkaConfig | str, names: Iterable[str], timeout_s: float = 30.0) -> dict[str, int]:
+    """Partition count of each existing topic among ``names`` (missing topics are left out).
+
+    Raises
+    ------
+    KafkaAdapterError
+        The broker is unreachable.
+    """
+    admin = admin_client(kafka)
+    try:
+        topics = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise KafkaAdapterError(f"cannot read topic metadata: {exc}") from exc
+    finally:
+        admin.poll(0)
+    return {n: len(topics[n].partitions) for n in names if n in topics}
+
+
+def raise_partitions(kafka: KafkaConfig | str, counts: dict[str, int], timeout_s: float = 30.0) -> dict[str, int]:
+    """Raise each topic of ``counts`` to that many partitions where it has fewer.
+
+    Kafka can only add partitions (and adding them moves keys to other partitions for new
+    events). Returns the topics changed with their new counts.
+
+    Raises
+    ------
+    KafkaAdapterError
+        The broker refused.
+    """
+    current = topic_partitions(kafka, counts, timeout_s)
+    todo = [NewPartitions(t, n) for t, n in counts.items() if t in current and current[t] < n]
+    if not todo:
+        return {}
+    admin = admin_client(kafka)
+    for topic, fut in admin.create_partitions(todo, request_timeout=timeout_s).items():
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaAdapterError(f"cannot raise partitions of {topic}: {exc}") from exc
+    admin.poll(0)
+    return {p.topic: p.new_total_count for p in todo}

@@ -1,6 +1,6 @@
 """Redis adapters: prediction cache and model-health keys (redis-py, hiredis parser).
 
-Redis is advisory (STYLE rule 10): a failed read returns misses / the last known health and
+Redis is advisory: a failed read returns misses / the last known health and
 counts the failure in ``errors``; it never fails an event. Key layout (documented in the
 README, stable for operators using ``redis-cli``):
 
@@ -15,35 +15,68 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 import redis
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
 
-from stream_ensemble.config import RedisConfig
+from stream_ensemble.config import RedisConfig, redact_url
 from stream_ensemble.errors import RedisAdapterError
 
 log = logging.getLogger("stream_ensemble.redis")
 
 
-def connect(cfg: RedisConfig) -> redis.Redis:
+RedisClient: TypeAlias = "redis.Redis | RedisCluster"
+
+
+def connect(cfg: RedisConfig) -> RedisClient:
     """A client for ``cfg.url``, checked with PING.
+
+    ``redis://`` / ``rediss://`` / ``unix://`` give a plain client; ``redis+cluster://host:port``
+    a Redis Cluster client (any node as the seed; slots discovered); ``redis+sentinel://h:26379
+    [,h2:26379]/<service>[/db]`` the current primary of ``service`` through the sentinels.
 
     Raises
     ------
     RedisAdapterError
         The server does not answer.
     """
-    client = redis.Redis.from_url(cfg.url, socket_timeout=cfg.socket_timeout_s, socket_connect_timeout=2.0)
     try:
+        client = _client(cfg)
         client.ping()
     except redis.RedisError as exc:
-        raise RedisAdapterError(f"Redis at {cfg.url} is not reachable: {exc}") from exc
+        raise RedisAdapterError(f"Redis at {redact_url(cfg.url)} is not reachable: {exc}") from exc
     return client
+
+
+def _client(cfg: RedisConfig) -> RedisClient:
+    timeouts: dict[str, Any] = {"socket_timeout": cfg.socket_timeout_s, "socket_connect_timeout": 2.0}
+    scheme, _, rest = cfg.url.partition("://")
+    if scheme.endswith("+cluster"):
+        return RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **timeouts)
+    if scheme == "redis+sentinel":
+        parts = urlsplit(cfg.url)
+        hosts = parts.netloc.rpartition("@")[2]
+        sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(",")]
+        service, _, db = parts.path.lstrip("/").partition("/")
+        sentinel: Any = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        primary: redis.Redis = sentinel.master_for(
+            service, db=int(db or 0), password=parts.password, username=parts.username, **timeouts)
+        return primary
+    return redis.Redis.from_url(cfg.url, **timeouts)
+
+
+def is_cluster(client: RedisClient) -> bool:
+    """True for a Redis Cluster client (multi-key commands must stay within one slot)."""
+    return isinstance(client, RedisCluster)
 
 
 class RedisCache:
     """Prediction cache: one ``MGET`` per batch, one pipelined ``SET EX`` round trip."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
         self.errors = 0
 
@@ -52,6 +85,9 @@ class RedisCache:
         if not keys:
             return []
         try:
+            if isinstance(self.client, RedisCluster):
+                # cache keys spread over the slots on purpose (no hash tag): one MGET per node
+                return list(self.client.mget_nonatomic(keys))
             return list(self.client.mget(keys))  # type: ignore[arg-type]
         except redis.RedisError as exc:
             self.errors += 1
@@ -77,7 +113,7 @@ class RedisHealthStore:
     per batch; a change is visible within ``refresh_s`` (at most 2 s by config validation).
     """
 
-    def __init__(self, client: redis.Redis, key_prefix: str = "se", refresh_s: float = 1.0) -> None:
+    def __init__(self, client: RedisClient, key_prefix: str = "se", refresh_s: float = 1.0) -> None:
         self.client = client
         self.key = f"{key_prefix}:health"
         self.refresh_s = refresh_s
@@ -91,9 +127,11 @@ class RedisHealthStore:
         if now - self._read_at >= self.refresh_s:
             try:
                 raw = self.client.hgetall(self.key)
-                self._down = frozenset(
-                    _text(k) for k, v in raw.items() if _text(v).strip().lower() == "down"
-                )
+                down = frozenset(_text(k) for k, v in raw.items() if _text(v).strip().lower() == "down")
+                if down != self._down:
+                    log.info("health changed: down %s", sorted(down) or "none",
+                             extra={"event": "health", "down": sorted(down), "was_down": sorted(self._down)})
+                self._down = down
             except redis.RedisError as exc:
                 self.errors += 1
                 log.warning("health read failed, keeping last known state: %s", exc)

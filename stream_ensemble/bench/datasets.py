@@ -1,4 +1,4 @@
-"""Loaders for the real datasets of ``../shared/datasets`` (see its README.md).
+"""Loaders for the real benchmark datasets (``stream-ensemble datasets``; see ``bench/data_files.py``).
 
 Each dataset has its own small quirks (no header, ``", "`` separators, quoted labels, trailing
 dots on the adult test labels, ``?`` for missing values, an id column to drop, a header row of
@@ -41,7 +41,7 @@ _PIMA_ZERO_IS_MISSING = ("glucose", "blood_pressure", "skin_thickness", "insulin
 
 
 class SharedDataset(str, Enum):
-    """Names of the datasets in ``../shared/datasets``."""
+    """Names of the real benchmark datasets."""
 
     ADULT = "adult"
     MAMMOGRAPHY = "mammography"
@@ -122,11 +122,12 @@ def check_data_dir(data_dir: str | Path | None) -> Path:
     ConfigError
         ``data_dir`` is None, missing, not a folder, or holds none of the dataset files.
     """
-    if data_dir is None or str(data_dir) == "":
-        raise ConfigError("no datasets folder given: pass --data-dir (e.g. ../shared/datasets)")
-    path = Path(data_dir)
+    from stream_ensemble.bench.data_files import default_data_dir
+
+    path = Path(data_dir) if data_dir is not None and str(data_dir) else default_data_dir()
     if not path.is_dir():
-        raise ConfigError(f"datasets folder not found: {path}")
+        raise ConfigError(f"datasets folder not found: {path} (pass --data-dir, set SE_DATA_DIR, "
+                          "or run `stream-ensemble datasets fetch --from URL`)")
     if not available(path):
         raise ConfigError(f"no known dataset files in {path} (expected e.g. sonar.csv, adult-train.csv)")
     return path

@@ -2,17 +2,15 @@
 
 Run ``OMP_NUM_THREADS=1 python -m stream_ensemble.bench.selection_scale [seed ...]`` from the
 repository root (prints JSON; each seed is a different train/validation/test split and pool
-seed). The data is spambase from ``$SE_DATA_DIR`` (default ``../shared/datasets``); without it
+seed). The data is spambase from ``$SE_DATA_DIR`` (default: the user cache, ``stream-ensemble datasets``); without it
 the bundled breast-cancer dataset is used and a line on stderr says so.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from stream_ensemble.bench.data_files import default_data_dir
 from stream_ensemble.core.members.families import large_pool
 from stream_ensemble.core.selection import (
     SelectionCache,
@@ -29,7 +28,7 @@ from stream_ensemble.core.selection import (
     select,
 )
 
-SPAMBASE = Path(os.environ.get("SE_DATA_DIR", "../shared/datasets")) / "spambase.data"
+SPAMBASE = default_data_dir() / "spambase.data"
 
 
 def _load(random_state: int) -> tuple[np.ndarray, ...]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from stream_ensemble.bench.html_report import write_html
 from stream_ensemble.errors import ConfigError
 
 
@@ -55,8 +56,9 @@ class _TqdmHandler(logging.Handler):
 
 @bench.command(name="accuracy")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with the shared real datasets (e.g. ../shared/datasets). "
-                   "Required unless --csv is given.")
+              envvar="SE_DATA_DIR", show_envvar=True,
+              help="Folder with the real datasets (default: $SE_DATA_DIR, else ~/.cache/stream-ensemble/datasets; "
+                   "see `stream-ensemble datasets`). Unused with --csv.")
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Result JSON file to write.")
 @click.option("--md", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -148,10 +150,12 @@ def accuracy_cmd(
     md = md or out.with_suffix(".md")
     png = png or out.with_suffix(".png")
     out.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
-    md.write_text(report.render_markdown(result))
+    markdown = report.render_markdown(result)
+    md.write_text(markdown)
     report.render_png(result, png)
+    page = write_html(markdown, [png], out.with_suffix(".html"), "stream-ensemble accuracy benchmark")
     partial_path.unlink(missing_ok=True)
-    click.echo(f"wrote {out}, {md}, {png} ({result['elapsed_s']:.0f} s)", err=True)
+    click.echo(f"wrote {out}, {md}, {png}, {page} ({result['elapsed_s']:.0f} s)", err=True)
 
 
 @bench.command(name="explain-cost")
@@ -180,8 +184,28 @@ def explain_cost_cmd(registry: Path, ensemble: str, batch: int, repeats: int, ou
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
-    out.with_suffix(".md").write_text(explain_cost.render_markdown(result))
-    click.echo(f"wrote {out}, {out.with_suffix('.md')}", err=True)
+    markdown = explain_cost.render_markdown(result)
+    out.with_suffix(".md").write_text(markdown)
+    page = write_html(markdown, [], out.with_suffix(".html"), "stream-ensemble explanation cost")
+    click.echo(f"wrote {out}, {out.with_suffix('.md')}, {page}", err=True)
+
+
+@bench.command(name="cache-bytes")
+@click.option("--events", type=click.IntRange(1, 1_000_000), default=3000, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Also write the JSON here.")
+@click.pass_context
+def cache_bytes_cmd(ctx: click.Context, events: int, timeout: float, out: Path | None) -> None:
+    """Redis bytes per cached event, from a real worker's cache (runs the demo; settings from SE_*/--config)."""
+    from stream_ensemble.bench.cache_bytes import run
+    from stream_ensemble.cli.common import config_from
+
+    summary = run(config_from(ctx), events, timeout)
+    line = json.dumps(summary)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(line + "\n")
+    click.echo(line)
 
 
 @bench.command(name="ab-sim")

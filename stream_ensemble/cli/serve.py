@@ -7,60 +7,107 @@ from pathlib import Path
 
 import click
 
-from stream_ensemble.cli.common import pin_threads
+from stream_ensemble.cli.common import config_from, pin_threads, setting_option
+from stream_ensemble.config import redacted
 
 log = logging.getLogger("stream_ensemble")
 
 
 @click.command()
-@click.option("--bootstrap", envvar="SE_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
-@click.option("--redis", "redis_url", envvar="SE_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True)
-@click.option("--registry", type=click.Path(file_okay=False, path_type=Path), envvar="SE_REGISTRY", default=Path("var/registry"), show_default=True)
-@click.option("--ensemble", envvar="SE_ENSEMBLE", default="default", show_default=True)
+@setting_option("kafka.bootstrap")
+@setting_option("redis.url", "--redis", "redis_url")
+@setting_option("worker.registry")
+@setting_option("worker.ensemble")
 @click.option("--ensemble-version", type=click.IntRange(min=1), default=None, help="Serve this version (default: latest).")
-@click.option("--group", "group_id", envvar="SE_GROUP_ID", default="stream-ensemble", show_default=True)
-@click.option("--features-topic", default="features", show_default=True)
-@click.option("--scores-topic", default="scores", show_default=True)
-@click.option("--dlq-topic", default="features.dlq", show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
-@click.option("--max-wait-ms", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Longest wait to fill a batch (latency vs batch size).")
-@click.option("--cache-ttl", type=click.IntRange(min=0), default=3600, show_default=True, help="Prediction cache TTL seconds (0 disables).")
-@click.option("--explain", type=click.Choice(["none", "summary", "full"]), default="summary", show_default=True)
-@click.option("--partitions", type=click.IntRange(1, 1000), default=4, show_default=True, help="Partitions when creating missing topics.")
+@setting_option("kafka.group_id", "group_id")
+@setting_option("kafka.features_topic")
+@setting_option("kafka.scores_topic")
+@setting_option("kafka.dlq_topic")
+@setting_option("kafka.batch_size", type=click.IntRange(1, 100_000))
+@setting_option("kafka.poll_timeout_s", "max_wait_s", type=click.FloatRange(min=0.001, max=10.0))
+@click.option("--max-wait-ms", type=click.IntRange(1, 10_000), default=None, help="Same as --max-wait-s, in milliseconds.")
+@setting_option("redis.cache_ttl_s", "cache_ttl", type=click.IntRange(min=0))
+@setting_option("worker.explain", type=click.Choice(["none", "summary", "full"]))
+@setting_option("kafka.partitions", type=click.IntRange(1, 1000))
+@setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
+@setting_option("worker.metrics_host")
 @click.option("--max-idle", type=float, default=None, help="Exit after this many idle seconds (default: run until SIGTERM).")
-def serve(bootstrap: str, redis_url: str, registry: Path, ensemble: str, ensemble_version: int | None,
-          group_id: str, features_topic: str, scores_topic: str, dlq_topic: str, batch_size: int,
-          max_wait_ms: int, cache_ttl: int, explain: str, partitions: int, max_idle: float | None) -> None:
+@click.pass_context
+def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
+          ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
+          dlq_topic: str | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
+          cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
+          metrics_host: str | None, max_idle: float | None) -> None:
     """Consume feature events, score them, produce scored events (until SIGTERM)."""
-    from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics
+    from stream_ensemble.adapters.heartbeat import Heartbeat
+    from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics, topic_partitions
+    from stream_ensemble.adapters.metrics import ProbeServer, WorkerMetrics
     from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
-    from stream_ensemble.config import load_config
     from stream_ensemble.core.registry import Registry
     from stream_ensemble.serving.engine import ScoringService
     from stream_ensemble.serving.loading import load_serving_ensemble
     from stream_ensemble.worker import Worker
 
     pin_threads()
-    cfg = load_config(
-        kafka__bootstrap=bootstrap, kafka__group_id=group_id, kafka__features_topic=features_topic,
+    cfg = config_from(
+        ctx, kafka__bootstrap=bootstrap, kafka__group_id=group_id, kafka__features_topic=features_topic,
         kafka__scores_topic=scores_topic, kafka__dlq_topic=dlq_topic, kafka__batch_size=batch_size,
-        kafka__poll_timeout_s=max_wait_ms / 1000.0, redis__url=redis_url, redis__cache_ttl_s=cache_ttl, worker__registry=registry,
-        worker__ensemble=ensemble, worker__explain=explain,
+        kafka__poll_timeout_s=max_wait_ms / 1000.0 if max_wait_ms is not None else max_wait_s,
+        kafka__partitions=partitions, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
+        worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
+        worker__metrics_port=metrics_port, worker__metrics_host=metrics_host,
     )
+    log.info("configuration", extra={"event": "configuration", **redacted(cfg)})
+    metrics = WorkerMetrics()
+    probes = None
+    if cfg.worker.metrics_port:
+        # Up before the model loads: /healthz answers at once, /readyz says what is missing.
+        probes = ProbeServer(metrics, cfg.worker.metrics_host, cfg.worker.metrics_port).start()
+        log.info("metrics on http://%s:%d/metrics", cfg.worker.metrics_host, probes.port,
+                 extra={"event": "metrics", "port": probes.port})
     ens = load_serving_ensemble(Registry(cfg.worker.registry), cfg.worker.ensemble, ensemble_version)
+    metrics.info.info({"version": _version(), "ensemble": ens.tag, "strategy": ens.strategy.name,
+                       "members": ",".join(ens.pool.names)})
+    metrics.model_loaded = True
     client = connect(cfg.redis)
-    ensure_topics(cfg.kafka.bootstrap, [(cfg.kafka.features_topic, partitions), (cfg.kafka.scores_topic, partitions), (cfg.kafka.dlq_topic, 1)])
+    parts = cfg.kafka.partitions
+    ensure_topics(cfg.kafka, [(cfg.kafka.features_topic, parts), (cfg.kafka.scores_topic, parts), (cfg.kafka.dlq_topic, 1)])
+    have = topic_partitions(cfg.kafka, [cfg.kafka.features_topic]).get(cfg.kafka.features_topic, parts)
+    if have < parts:  # e.g. auto-created by a producer that wrote first
+        log.warning("topic %s has %d partitions, fewer than the %d asked: at most %d workers of group %s get events "
+                    "(`stream-ensemble topics --partitions %d --raise` adds partitions)", cfg.kafka.features_topic, have,
+                    parts, have, cfg.kafka.group_id, parts,
+                    extra={"event": "partitions", "topic": cfg.kafka.features_topic, "partitions": have, "asked": parts})
+    health = RedisHealthStore(client, cfg.redis.key_prefix, cfg.redis.health_refresh_s)
     service = ScoringService(
-        ens, RedisHealthStore(client, cfg.redis.key_prefix, cfg.redis.health_refresh_s),
+        ens, health,
         RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain, cfg.redis.key_prefix,
     )
-    source = KafkaSource(cfg.kafka)
+    stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.kafka_stats}
+    source = KafkaSource(cfg.kafka, extra=stats, on_assignment=metrics.assignment)
     sink = KafkaSink(cfg.kafka)
-    worker = Worker(source, sink, service, cfg.kafka)
+    heartbeat = Heartbeat(client, metrics, cfg.redis.key_prefix, cfg.kafka.group_id, serving={
+        "ensemble": ens.tag, "strategy": ens.strategy.name, "members": [m.tag for m in ens.pool.members],
+        "features_topic": cfg.kafka.features_topic, "scores_topic": cfg.kafka.scores_topic,
+    }, health=health.down)
+    metrics.selection(ens.strategy.selection_id(ens.health_vector(health.down())))  # known before the first batch
+    worker = Worker(source, sink, service, cfg.kafka, observer=heartbeat)
     worker.install_signal_handlers()
     log.info("serving %s (%d members, strategy %s) from %s to %s", ens.tag, len(ens.pool), ens.strategy.name,
              cfg.kafka.features_topic, cfg.kafka.scores_topic)
     try:
         worker.run(max_idle_s=max_idle)
     finally:
+        heartbeat.close()
         source.close()
+        if probes is not None:
+            probes.close()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stream-ensemble")
+    except PackageNotFoundError:
+        return "unknown"

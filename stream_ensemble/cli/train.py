@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from stream_ensemble.cli.common import pin_threads
+from stream_ensemble.cli.common import config_from, pin_threads, setting_option
+from stream_ensemble.cli.progress import progress as progress_bar
 
 
 @click.command()
-@click.option("--registry", type=click.Path(file_okay=False, path_type=Path), default=Path("var/registry"), show_default=True, envvar="SE_REGISTRY", help="Registry directory.")
-@click.option("--ensemble", default="default", show_default=True, help="Ensemble name in the registry.")
+@setting_option("worker.registry")
+@setting_option("worker.ensemble")
 @click.option("--dataset", default="breast_cancer", show_default=True, help="Bundled scikit-learn dataset (used unless --csv).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Train on this CSV instead.")
 @click.option("--label", help="Label column of --csv.")
@@ -26,12 +26,11 @@ from stream_ensemble.cli.common import pin_threads
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="Latency budget: total member cost, ms per 1,000 rows.")
 @click.option("--max-members", type=click.IntRange(1, 1000), default=None, help="At most this many members in the selection.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def train(registry: Path, ensemble: str, dataset: str, csv_path: Path | None, label: str | None,
+@click.pass_context
+def train(ctx: click.Context, registry: Path | None, ensemble: str | None, dataset: str, csv_path: Path | None, label: str | None,
           positive: str | None, no_header: bool, pool: str, pool_size: int, strategy: str | None,
           budget_ms: float | None, max_members: int | None, seed: int) -> None:
     """Train a model pool and an ensemble; write new registry versions."""
-    from tqdm import tqdm
-
     from stream_ensemble.core import data as datamod
     from stream_ensemble.core.members.families import make_pool
     from stream_ensemble.core.registry import Registry
@@ -39,6 +38,8 @@ def train(registry: Path, ensemble: str, dataset: str, csv_path: Path | None, la
     from stream_ensemble.core.training.builder import BuildConfig
 
     pin_threads()
+    worker_cfg = config_from(ctx, worker__registry=registry, worker__ensemble=ensemble).worker
+    registry, ensemble = worker_cfg.registry, worker_cfg.ensemble
     if csv_path is not None:
         if not label:
             raise click.UsageError("--csv needs --label COLUMN")
@@ -51,7 +52,8 @@ def train(registry: Path, ensemble: str, dataset: str, csv_path: Path | None, la
     config = _build_config(BuildConfig, strategy, budget_ms, max_members, seed)
     click.echo(f"training {len(specs)} members on {ds.name}: {ds.n_rows} rows, "
                f"{len(ds.numeric)} numeric + {len(ds.categorical)} categorical features", err=True)
-    bar = tqdm(total=None, desc="train", unit="step", file=sys.stderr, leave=False)
+    # fit each member, fit the strategy, predict + calibrate, save each member, save the ensemble
+    bar = progress_bar(2 * len(specs) + 4, "train", unit="step")
     def progress(msg: str) -> None:
         bar.update(1)
         bar.set_postfix_str(msg[:60])

@@ -18,6 +18,10 @@ from stream_ensemble.errors import SchemaError
 from stream_ensemble.types import DeadLetter, Event
 
 SCHEMA_VERSION = 1
+#: Scored events of a K > 2 class ensemble: version 2 adds ``probabilities`` (class -> p) and
+#: reads ``probability`` / ``model_probabilities`` as those of the decided class. Binary
+#: ensembles keep writing version 1 unchanged.
+MULTICLASS_SCHEMA_VERSION = 2
 _EXPLAIN = frozenset(("none", "summary", "full"))
 _FEATURE_TYPES = frozenset((int, float, str, type(None)))
 
@@ -79,6 +83,11 @@ def decode_event(value: bytes | None) -> Event:
     if explain is not None and explain not in _EXPLAIN:
         raise DecodeError("schema", "explain must be one of none, summary, full", eid)
     return Event(event_id, entity_id, float(ts), features, explain)
+
+
+def schema_version_for(n_classes: int) -> int:
+    """Scored-event schema version for an ensemble with ``n_classes`` classes."""
+    return SCHEMA_VERSION if n_classes == 2 else MULTICLASS_SCHEMA_VERSION
 
 
 def encode(doc: dict[str, Any]) -> bytes:

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from stream_ensemble.ports import HealthStore, PredictionCache
-from stream_ensemble.serving.codec import SCHEMA_VERSION, DecodeError, decode_event, encode
+from stream_ensemble.serving.codec import DecodeError, decode_event, encode, schema_version_for
 from stream_ensemble.serving.ensemble import ScoreBatch, ServingEnsemble
 from stream_ensemble.types import BatchResult, DeadLetter, Event, RawMessage
 
@@ -106,6 +106,7 @@ class ScoringService:
             return result
         healthy = self.ensemble.health_vector(self.health.down())
         selection = self.ensemble.strategy.selection_id(healthy)
+        result.selection_id = selection
         levels = [ev.explain or self.explain for _, ev in events]
         keys = [self._cache_key(selection, ev, lv) for (_, ev), lv in zip(events, levels)]
         cached = self.cache.get_many(keys) if self.cache is not None else [None] * len(events)
@@ -140,7 +141,7 @@ class ScoringService:
                 if first == i:
                     to_cache.append((keys[i], encode(body)))
             doc = {
-                "schema_version": SCHEMA_VERSION,
+                "schema_version": schema_version_for(len(self.ensemble.class_names)),
                 "event_id": ev.event_id,
                 "entity_id": ev.entity_id,
                 "timestamp": ev.timestamp,
@@ -198,7 +199,11 @@ class ScoringService:
         """The event-independent part of each scored event (what the cache stores)."""
         tags = self.ensemble.member_tags
         names = self.ensemble.class_names
-        pos = np.round(batch.proba[:, 1], 6).tolist()
+        binary = batch.proba.shape[1] == 2
+        # K > 2: "probability" is the decided class's; "probabilities" carries every class.
+        top = batch.proba[:, 1] if binary else batch.proba[np.arange(batch.proba.shape[0]), batch.decision]
+        pos = np.round(top, 6).tolist()
+        per_class = None if binary else np.round(batch.proba, 6).tolist()
         conf = np.round(batch.confidence, 6).tolist()
         dec = batch.decision.tolist()
         unc = {k: np.round(v, 6).tolist() for k, v in batch.uncertainty.items()}
@@ -225,4 +230,6 @@ class ScoringService:
                     "explanation": batch.explanations[i],
                 }
             )
+            if per_class is not None:
+                bodies[-1]["probabilities"] = dict(zip(names, per_class[i]))
         return bodies

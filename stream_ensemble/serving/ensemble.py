@@ -24,6 +24,7 @@ from stream_ensemble.core.confidence import (
     occlusion_attribution,
 )
 from stream_ensemble.core.confidence.calibration import CLIP
+from stream_ensemble.core.confidence.explanation import decided_class_contributions
 from stream_ensemble.core.confidence.uncertainty import DEFAULT_CONFIDENCE, confidence, uncertainty
 from stream_ensemble.core.data.features import FeatureEncoder
 from stream_ensemble.core.members.pool import ModelPool
@@ -60,12 +61,15 @@ class ScoreBatch:
     proba : ndarray of shape (n, n_classes)
         Calibrated class probabilities.
     raw_positive : ndarray of shape (n,)
-        Positive-class probability before calibration.
+        Positive-class probability before calibration (K > 2: of the decided class).
     decision : ndarray of shape (n,), int
     confidence : ndarray of shape (n,)
     prediction_set : ndarray of shape (n, n_classes), bool
     member_positive : ndarray of shape (n, n_models)
-        Each member's positive-class probability, NaN where it did not run.
+        Each member's positive-class probability (K > 2: of the decided class), NaN where it
+        did not run.
+    member_proba : ndarray of shape (n, n_models, n_classes)
+        Each member's class probabilities, NaN where it did not run.
     used : ndarray of shape (n, n_models), bool
     uncertainty : dict of str to ndarray of shape (n,)
     explanations : list of (dict or None), length n
@@ -80,6 +84,7 @@ class ScoreBatch:
     confidence: np.ndarray
     prediction_set: np.ndarray
     member_positive: np.ndarray
+    member_proba: np.ndarray
     used: Mask
     uncertainty: dict[str, np.ndarray]
     explanations: list[dict[str, Any] | None]
@@ -145,12 +150,17 @@ class ServingEnsemble:
         )
 
     def _combine(self, P: Proba, available: Mask, X: Matrix) -> tuple[np.ndarray, np.ndarray]:
-        """Raw combined probabilities (n, c) and the calibrated positive class (n,), unclipped.
+        """Raw combined probabilities (n, c) and the calibrated output, unclipped.
 
+        The calibrated output is the positive class (n,) for a binary ensemble and the full
+        matrix (n, c) for K > 2 classes (temperature scaling maps all classes at once).
         The calibration map runs once; :meth:`score` clips for the served probability and
         keeps the unclipped values for the conformal scores (clipping creates ties).
         """
         raw = self.strategy.predict_proba(P, available, X)
+        if raw.shape[1] != 2:
+            cal_k = self.calibrator.transform(raw, clip=False) if self.calibrator is not None else raw
+            return raw, np.asarray(cal_k, dtype=np.float64)
         pos = raw[:, 1]
         cal = self.calibrator.transform(pos, clip=False) if self.calibrator is not None else pos
         return raw, np.asarray(cal, dtype=np.float64)
@@ -178,28 +188,39 @@ class ServingEnsemble:
         pool_run = self.pool.proba(X, run)
         available = pool_run.ok & healthy[None, :]
         raw, unclipped = self._combine(pool_run.proba, available, X)
-        pos = np.clip(unclipped, CLIP, 1.0 - CLIP) if self.calibrator is not None else unclipped
-        proba = np.column_stack([1.0 - pos, pos])
         used = self.strategy.used_mask(available, X)
-        decision = (pos >= 0.5).astype(np.int64)
-        contrib = self.strategy.contributions(pool_run.proba, available, X)
         weights = np.where(used, self.strategy.effective_weights(available, X), 0.0)
+        if raw.shape[1] == 2:
+            pos = np.clip(unclipped, CLIP, 1.0 - CLIP) if self.calibrator is not None else unclipped
+            proba = np.column_stack([1.0 - pos, pos])
+            set_proba = np.column_stack([1.0 - unclipped, unclipped])
+            decision = (pos >= 0.5).astype(np.int64)
+            contrib = self.strategy.contributions(pool_run.proba, available, X)
+            member_positive = pool_run.proba[:, :, 1]
+        else:
+            proba = self.calibrator.transform(raw) if self.calibrator is not None else raw
+            set_proba = unclipped
+            decision = np.argmax(proba, axis=1).astype(np.int64)
+            contrib = decided_class_contributions(pool_run.proba, weights, decision)
+            member_positive = pool_run.proba[np.arange(n), :, decision]
         unc = uncertainty(pool_run.proba, used, weights, proba)
         conf = confidence(proba, unc, self.confidence_measure)
         sets = (
-            self.conformal.predict_set(np.column_stack([1.0 - unclipped, unclipped]), u=self.conformal.tie_breaks(X))
+            self.conformal.predict_set(set_proba, u=self.conformal.tie_breaks(X))
             if self.conformal is not None
             else np.eye(proba.shape[1], dtype=bool)[decision]
         )
         selection_id = self.strategy.selection_id(healthy)
-        explanations = self._explain(explain, n, X, pool_run, used, available, healthy, weights, contrib, unc, selection_id)
+        explanations = self._explain(explain, n, X, pool_run, used, available, healthy, weights, contrib, unc,
+                                     selection_id, member_positive, proba.shape[1] == 2)
         return ScoreBatch(
             proba=proba,
-            raw_positive=raw[:, 1],
+            raw_positive=raw[:, 1] if raw.shape[1] == 2 else raw[np.arange(n), decision],
             decision=decision,
             confidence=conf,
             prediction_set=sets,
-            member_positive=pool_run.proba[:, :, 1],
+            member_positive=member_positive,
+            member_proba=pool_run.proba,
             used=used,
             uncertainty={
                 "member_std": unc.member_std,
@@ -216,7 +237,7 @@ class ServingEnsemble:
     def _explain(
         self, explain: list[str] | str, n: int, X: Matrix, pool_run: Any, used: Mask,
         available: Mask, healthy: np.ndarray, weights: np.ndarray, contrib: Any, unc: Any,
-        selection_id: str,
+        selection_id: str, member_positive: np.ndarray, binary: bool,
     ) -> list[dict[str, Any] | None]:
         levels = [explain] * n if isinstance(explain, str) else list(explain)
         out: list[dict[str, Any] | None] = [None] * n
@@ -233,14 +254,14 @@ class ServingEnsemble:
             if not rows.any():
                 continue
             attribution = None
-            if level == "full":
+            if level == "full" and binary:
                 occ = occlusion_attribution(
                     lambda Z: self._combine(*self._run_for(Z, healthy), Z)[1],
                     X[rows], self.reference_, self.encoder.output_names_,
                 )
                 attribution = occ.to_dicts(top_k=10)
             built = build_explanations(
-                level, self.member_tags, pool_run.proba[rows, :, 1], used[rows], reasons[rows],
+                level, self.member_tags, member_positive[rows], used[rows], reasons[rows],
                 weights[rows], np.asarray(contrib.baseline)[rows], np.asarray(contrib.values)[rows],
                 contrib.space, unc.agreement[rows], np.zeros(int(rows.sum()), dtype=bool),
                 selection_id, attribution,

@@ -23,14 +23,17 @@ import redis
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-BOOTSTRAP = os.environ.get("SE_TEST_BOOTSTRAP", "127.0.0.1:9092")
+# The same variables as the Makefile and ops/: SE_TEST_* if set, else derived from the ports.
+KAFKA_PORT = os.environ.get("KAFKA_PORT", "9092")
+REDIS_PORT = os.environ.get("REDIS_PORT", "6379")
+BOOTSTRAP = os.environ.get("SE_TEST_BOOTSTRAP") or f"127.0.0.1:{KAFKA_PORT}"
 # A dedicated Redis database so tests never touch an operator's keys in db 0.
-REDIS_URL = os.environ.get("SE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = os.environ.get("SE_TEST_REDIS_URL") or f"redis://127.0.0.1:{REDIS_PORT}/15"
 CONNECT_TIMEOUT_S = float(os.environ.get("SE_TEST_CONNECT_TIMEOUT", "10"))
 
 
 def _unreachable(what: str, exc: BaseException) -> None:
-    msg = f"{what} unreachable ({exc}); start the servers with `bash ops/up.sh`"
+    msg = f"{what} unreachable ({exc}); start the servers with `KAFKA_PORT={KAFKA_PORT} REDIS_PORT={REDIS_PORT} make up`"
     if os.environ.get("CI"):
         pytest.fail(msg)
     pytest.skip(msg)
@@ -98,7 +101,7 @@ class WorkerProcess:
         self.log = log
         cmd = [
             sys.executable, "-m", "stream_ensemble", "--log-format", "json", "serve",
-            "--bootstrap", servers["bootstrap"], "--redis", servers["redis"], "--registry", str(registry),
+            "--bootstrap", servers["bootstrap"], "--redis-url", servers["redis"], "--registry", str(registry),
             "--features-topic", topics.features, "--scores-topic", topics.scores, "--dlq-topic", topics.dlq,
             "--group", topics.group, "--partitions", "3", *extra,
         ]

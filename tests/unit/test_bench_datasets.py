@@ -10,12 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from stream_ensemble.bench import datasets
+from stream_ensemble.bench.data_files import default_data_dir
 from stream_ensemble.cli.bench import bench
 from stream_ensemble.errors import ConfigError
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+# The real datasets: $SE_DATA_DIR, else the user cache (`stream-ensemble datasets fetch`).
+SHARED = default_data_dir()
 needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason=f"shared datasets folder {SHARED} is absent (real-data loaders not checked)"
+    not (SHARED / "sonar.csv").is_file(),
+    reason=f"datasets folder {SHARED} is absent (set SE_DATA_DIR; real-data loaders not checked)",
 )
 
 
@@ -79,12 +82,19 @@ def test_max_rows_subsample_is_stratified_and_seeded() -> None:
     assert np.array_equal(a.columns["x0"], b.columns["x0"])
 
 
-def test_available_and_errors(tmp_path: Path) -> None:
+def test_available_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert datasets.available(tmp_path) == []
     (tmp_path / "sonar.csv").write_text("0.1,0.2,R\n0.3,0.4,M\n")
     assert datasets.available(tmp_path) == ["sonar"]
-    with pytest.raises(ConfigError, match="no datasets folder"):
+    # no folder given: $SE_DATA_DIR, else the user cache
+    monkeypatch.setenv("SE_DATA_DIR", str(tmp_path / "unset"))
+    with pytest.raises(ConfigError, match="unset.*datasets fetch"):
         datasets.check_data_dir(None)
+    monkeypatch.setenv("SE_DATA_DIR", str(tmp_path))
+    assert datasets.check_data_dir(None) == tmp_path
+    monkeypatch.delenv("SE_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_data_dir() == tmp_path / "cache" / "stream-ensemble" / "datasets"
     with pytest.raises(ConfigError, match="not found"):
         datasets.check_data_dir(tmp_path / "nope")
     with pytest.raises(ConfigError, match="unknown dataset"):
@@ -117,7 +127,8 @@ def test_loader_on_a_tiny_adult_like_pair(tmp_path: Path) -> None:
     ["--data-dir", "does-not-exist", "--out", "r.json"],
     ["--data-dir", ".", "--out", "r.json"],  # a folder without any dataset file
 ])
-def test_cli_data_dir_errors_are_one_line_exit_2(tmp_path: Path, args: list[str]) -> None:
+def test_cli_data_dir_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SE_DATA_DIR", str(tmp_path / "no-datasets-here"))
     runner = CliRunner()
     with runner.isolated_filesystem(temp_dir=tmp_path):
         res = runner.invoke(bench, ["accuracy", *args])
@@ -140,3 +151,28 @@ def test_cli_help_documents_options() -> None:
     for opt in ("--data-dir", "--out", "--md", "--png", "--splits", "--datasets", "--max-rows", "--csv",
                 "--label", "--positive", "--strategies"):
         assert opt in res.output
+
+
+def test_fetch_keeps_only_verified_files_and_verify_reports(tmp_path: Path) -> None:
+    from stream_ensemble.bench import data_files
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "sonar.csv").write_text("not the real sonar bytes\n")
+    dest = tmp_path / "dest"
+    states = data_files.fetch(mirror.as_uri(), dest)
+    assert states["sonar.csv"] == "checksum mismatch" and not (dest / "sonar.csv").exists()
+    assert states["german.csv"].startswith("failed")
+    assert list(dest.iterdir()) == []  # no partial or unverified file left behind
+    assert data_files.verify(dest)["sonar.csv"] == "missing"
+    with pytest.raises(ConfigError, match="--from"):
+        data_files.fetch("ftp://x", dest)
+
+
+@needs_shared
+def test_fetch_from_a_real_mirror_verifies_every_file(tmp_path: Path) -> None:
+    from stream_ensemble.bench import data_files
+
+    states = data_files.fetch(SHARED.resolve().as_uri(), tmp_path / "copy")
+    assert set(states.values()) == {"fetched"}
+    assert set(data_files.verify(tmp_path / "copy").values()) == {"ok"}

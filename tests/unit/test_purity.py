@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "adapters": _BASE | {"config", "ports"},
     "worker": _BASE | {"config", "ports", "serving", "adapters"},
     "demo": _BASE | _CORE | {"config", "ports", "serving", "adapters", "worker"},
-    "bench": _BASE | _CORE | {"config", "ports", "serving", "adapters", "worker", "testing"},
+    "bench": _BASE | _CORE | {"config", "ports", "serving", "adapters", "worker", "demo", "testing"},
     "cli": _BASE | _CORE | {"config", "ports", "serving", "adapters", "worker", "demo", "bench", "testing"},
     "__main__": {"cli"},
 }

@@ -255,3 +255,51 @@ def build_explanations(
             )
         out.append(payload)
     return out
+
+
+class DecidedClassContributions:
+    """K-class member contributions: each member's weighted probability of the decided class.
+
+    With K > 2 classes there is no single positive-class score to decompose. The explanation
+    is about the class the ensemble decided: member ``j`` contributes ``w_j * p_j[decided]``
+    in ``probability`` space with baseline 0, so ``score`` is the weighted mean probability of
+    that class. This equals the combined probability exactly for soft voting and weighted
+    averaging; for stacking and the geometric mean it is the members' weighted evidence, not
+    the meta-learner's output (the event's ``probabilities`` carry that).
+
+    Attributes
+    ----------
+    baseline : ndarray of shape (n,)
+    values : ndarray of shape (n, n_models)
+    space : str
+        ``"probability_of_decided_class"``.
+    """
+
+    space = "probability_of_decided_class"
+
+    def __init__(self, baseline: FloatArray, values: FloatArray) -> None:
+        self.baseline = baseline
+        self.values = values
+
+
+def decided_class_contributions(P: npt.ArrayLike, weights: npt.ArrayLike, decision: npt.ArrayLike) -> DecidedClassContributions:
+    """Contributions of every member to the decided class (see :class:`DecidedClassContributions`).
+
+    Parameters
+    ----------
+    P : array-like of shape (n, n_models, n_classes)
+        Member probabilities (NaN where a member did not run).
+    weights : array-like of shape (n, n_models)
+        Effective weights (0 for unused members).
+    decision : array-like of int, shape (n,)
+
+    Returns
+    -------
+    DecidedClassContributions
+    """
+    proba = np.asarray(P, dtype=np.float64)
+    dec = np.asarray(decision, dtype=np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    p_dec = proba[np.arange(proba.shape[0]), :, dec]
+    values = np.where(w > 0, w * np.nan_to_num(p_dec), 0.0)
+    return DecidedClassContributions(np.zeros(proba.shape[0]), values)

@@ -19,7 +19,7 @@ from stream_ensemble.errors import ConfigError
 
 @dataclass(frozen=True)
 class Dataset:
-    """A binary classification table.
+    """A classification table with K >= 2 classes.
 
     Attributes
     ----------
@@ -29,9 +29,10 @@ class Dataset:
     numeric, categorical : list of str
         Feature names by type, in column order.
     y : ndarray of shape (n_rows,), int64
-        Label index: 1 = positive class.
+        Label index into ``classes`` (``0..K-1``); for K = 2, 1 = positive class.
     classes : list of str
-        Original label values, ``classes[1]`` is the positive class.
+        Original label values in index order. For K = 2, ``classes[1]`` is the positive
+        class; for K > 2, the sorted label values.
     """
 
     name: str
@@ -87,24 +88,36 @@ class Dataset:
         return h.hexdigest()
 
 
+#: Datasets :func:`load_bundled` knows.
+BUNDLED = ("breast_cancer", "wine", "digits")
+
+
 def load_bundled(name: str = "breast_cancer") -> Dataset:
-    """Load a binary dataset that ships inside scikit-learn (no download).
+    """Load a dataset that ships inside scikit-learn (no download).
 
     Parameters
     ----------
-    name : {"breast_cancer"}
-        Wisconsin diagnostic breast cancer, 569 rows, 30 numeric features. Positive class
-        is ``malignant`` (the class a screening system must catch).
+    name : {"breast_cancer", "wine", "digits"}
+        ``breast_cancer``: Wisconsin diagnostic breast cancer, 569 rows, 30 numeric features,
+        binary; the positive class is ``malignant`` (the class a screening system must catch).
+        ``wine``: 178 rows, 13 features, 3 cultivars. ``digits``: 1,797 8x8 images, 64
+        features, 10 classes.
 
     Raises
     ------
     ConfigError
         Unknown name.
     """
-    from sklearn.datasets import load_breast_cancer
+    from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 
+    if name in ("wine", "digits"):
+        raw = (load_wine if name == "wine" else load_digits)()
+        names = [str(n).replace(" ", "_").replace("/", "_") for n in raw.feature_names]
+        columns = {n: raw.data[:, j].astype(np.float64) for j, n in enumerate(names)}
+        classes = [str(c) for c in raw.target_names]
+        return Dataset(name, columns, names, [], raw.target.astype(np.int64), classes)
     if name != "breast_cancer":
-        raise ConfigError(f"unknown bundled dataset {name!r}; available: breast_cancer")
+        raise ConfigError(f"unknown bundled dataset {name!r}; available: {', '.join(BUNDLED)}")
     raw = load_breast_cancer()
     names = [str(n).replace(" ", "_") for n in raw.feature_names]
     columns = {n: raw.data[:, j].astype(np.float64) for j, n in enumerate(names)}
@@ -123,19 +136,34 @@ def from_frame(frame: Any, label: str, positive: str | None, name: str) -> Datas
     label : str
         Label column name.
     positive : str or None
-        Label value of the positive class; default: the less frequent of two values.
+        Label value of the positive class; default: the less frequent of two values. Only
+        meaningful for a binary label; with K > 2 values it must be None.
 
     Raises
     ------
     ConfigError
-        Label column missing, not binary, or ``positive`` not among its values.
+        Label column missing, with fewer than 2 values, or ``positive`` not among its values
+        (or given for a K > 2 label).
     """
     if label not in frame.columns:
         raise ConfigError(f"label column {label!r} not found; columns are: {', '.join(map(str, frame.columns))}")
     labels = frame[label].astype(str).str.strip().str.rstrip(".").str.strip("'\"")
     values = sorted(labels.unique())
-    if len(values) != 2:
-        raise ConfigError(f"label column {label!r} must have exactly 2 values, found {len(values)}: {values[:10]}")
+    if len(values) < 2:
+        raise ConfigError(f"label column {label!r} must have at least 2 values, found {len(values)}: {values[:10]}")
+    if len(values) > 2:
+        if positive is not None:
+            raise ConfigError(f"--positive is only for a binary label; {label!r} has {len(values)} values: {values[:10]}")
+        y = labels.map({v: i for i, v in enumerate(values)}).to_numpy().astype(np.int64)
+        classes = values
+    else:
+        y, classes = _binary_labels(labels, values, positive, label)
+    columns, numeric, categorical = _feature_columns(frame, label)
+    return Dataset(name, columns, numeric, categorical, y, classes)
+
+
+def _binary_labels(labels: Any, values: list[str], positive: str | None, label: str) -> tuple[np.ndarray, list[str]]:
+    """Binary label indices (1 = ``positive``, default the rarer value) and ``[negative, positive]``."""
     if positive is None:
         counts = labels.value_counts()
         positive = str(counts.index[-1])
@@ -144,6 +172,11 @@ def from_frame(frame: Any, label: str, positive: str | None, name: str) -> Datas
         raise ConfigError(f"--positive {positive!r} is not a value of {label!r}; values: {values}")
     negative = values[0] if values[1] == positive else values[1]
     y = (labels == positive).to_numpy().astype(np.int64)
+    return y, [negative, positive]
+
+
+def _feature_columns(frame: Any, label: str) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """Every column but ``label`` as float64 (numeric) or object (text) values, plus the type lists."""
     columns: dict[str, np.ndarray] = {}
     numeric: list[str] = []
     categorical: list[str] = []
@@ -164,7 +197,7 @@ def from_frame(frame: Any, label: str, positive: str | None, name: str) -> Datas
         else:
             columns[str(c)] = np.array([None if pd.isna(v) else str(v) for v in col], dtype=object)
             categorical.append(str(c))
-    return Dataset(name, columns, numeric, categorical, y, [negative, positive])
+    return columns, numeric, categorical
 
 
 def _text_or_none(v: Any) -> str | None:
@@ -176,7 +209,7 @@ def _text_or_none(v: Any) -> str | None:
 
 
 def load_csv(path: str | Path, label: str, positive: str | None = None, header: bool = True) -> Dataset:
-    """Load any CSV with a binary label column.
+    """Load any CSV with a label column of K >= 2 values.
 
     Parameters
     ----------
@@ -184,7 +217,7 @@ def load_csv(path: str | Path, label: str, positive: str | None = None, header: 
     label : str
         Label column name (with ``header=False`` columns are named ``c0, c1, ...``).
     positive : str, optional
-        Positive class value; default the rarer one.
+        Positive class value of a binary label; default the rarer one.
     header : bool, default=True
 
     Raises

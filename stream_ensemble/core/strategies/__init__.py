@@ -11,15 +11,17 @@ types and errors; never serving, adapters or I/O.
 
 from stream_ensemble.core.strategies.catalogue import (
     DEFAULT_STRATEGY,
+    MULTICLASS_DEFAULT_STRATEGY,
     STRATEGIES,
     SelectorKind,
     StrategyName,
     StrategySpec,
+    binary_only,
     parse_strategy,
 )
 from stream_ensemble.core.strategies.strategy import EnsembleStrategy, FittedStrategy, fit_strategy
 
 __all__ = [
-    "DEFAULT_STRATEGY", "STRATEGIES", "EnsembleStrategy", "FittedStrategy", "SelectorKind", "StrategyName",
+    "DEFAULT_STRATEGY", "MULTICLASS_DEFAULT_STRATEGY", "STRATEGIES", "binary_only", "EnsembleStrategy", "FittedStrategy", "SelectorKind", "StrategyName",
     "StrategySpec", "fit_strategy", "parse_strategy",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from stream_ensemble.core.combiners import CombinerName
+from stream_ensemble.core.combiners import COMBINERS, CombinerName
 from stream_ensemble.errors import ConfigError
 
 
@@ -89,6 +89,16 @@ STRATEGIES: dict[StrategyName, StrategySpec] = {
 #: boosting +20.7%, bnb_stacking +20.7%, stacking_all +20.2%, caruana +18.1%), and never more
 #: than 1% worse than that member on any dataset. See the README's benchmark section.
 DEFAULT_STRATEGY = StrategyName.BOOSTING
+
+#: Served by default for K > 2 classes, where boosting (binary-only) cannot run: the multinomial
+#: logistic meta-learner on every member's OOF log-probabilities. Chosen on ``bench accuracy``
+#: over the bundled wine and digits datasets (README, multiclass section).
+MULTICLASS_DEFAULT_STRATEGY = StrategyName.STACKING_ALL
+
+
+def binary_only(name: StrategyName) -> bool:
+    """True when the strategy's combiner supports binary labels only (boosting, rank average)."""
+    return bool(COMBINERS[STRATEGIES[name].combiner].binary_only)
 
 
 def parse_strategy(name: str | StrategyName) -> StrategyName:

@@ -19,8 +19,10 @@ Data protocol (every step is fit on rows the previous steps never trained on):
 4. Member validation metrics (for the registry manifests) are computed on the whole
    calibration part.
 
-Calibration is binary (positive class index 1); with more classes the calibrator is skipped
-and the conformal sets are fit on the strategy's raw probabilities.
+Calibration: binary problems map the positive-class probability (``EnsembleCalibrator``);
+with K > 2 classes one temperature is fit on the same OOF rows (``TemperatureCalibrator``).
+With K > 2 a binary-only default strategy (boosting) is replaced by
+``BuildConfig.multiclass_strategy``; asking for a binary-only strategy explicitly is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy.typing as npt
 
 from stream_ensemble.core.confidence.calibration import EnsembleCalibrator, parse_method
 from stream_ensemble.core.confidence.conformal import ConformalClassifier
+from stream_ensemble.core.confidence.temperature import TemperatureCalibrator
 from stream_ensemble.core.confidence.uncertainty import CONFIDENCE_MEASURES, DEFAULT_CONFIDENCE, uncertainty
 from stream_ensemble.core.evaluation import error_auroc, evaluate
 from stream_ensemble.core.members.families import ModelSpec
@@ -41,7 +44,9 @@ from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_mem
 from stream_ensemble.core.selection import SelectionConstraints
 from stream_ensemble.core.strategies import (
     DEFAULT_STRATEGY,
+    MULTICLASS_DEFAULT_STRATEGY,
     EnsembleStrategy,
+    binary_only,
     fit_strategy,
     parse_strategy,
 )
@@ -66,6 +71,9 @@ class BuildConfig:
     ----------
     strategy : str
         Strategy served by default (a key of ``strategies.STRATEGIES``).
+    multiclass_strategy : str
+        Served instead when the labels have K > 2 classes and ``strategy`` is the binary-only
+        default (boosting has no K-class formulation here).
     constraints : SelectionConstraints
         Budget (default ``inf``, ms per 1,000 rows), ``max_members`` (default 8),
         ``min_diversity`` (0), metric (``log_loss``), time limit (2 s).
@@ -90,6 +98,7 @@ class BuildConfig:
     """
 
     strategy: str = DEFAULT_STRATEGY.value
+    multiclass_strategy: str = MULTICLASS_DEFAULT_STRATEGY.value
     constraints: SelectionConstraints = field(default_factory=_default_constraints)
     n_folds: int = 5
     calibration: str = "auto"
@@ -100,6 +109,8 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         parse_strategy(self.strategy)
+        if binary_only(parse_strategy(self.multiclass_strategy)):
+            raise ConfigError(f"multiclass_strategy {self.multiclass_strategy!r} is binary-only")
         if not isinstance(self.constraints, SelectionConstraints):
             raise ConfigError(f"constraints must be a SelectionConstraints, got {type(self.constraints).__name__}")
         if not isinstance(self.n_folds, int) or self.n_folds < 2:
@@ -145,7 +156,7 @@ class BuiltEnsemble:
 
     members: MemberFit
     strategies: dict[str, EnsembleStrategy]
-    calibrators: dict[str, EnsembleCalibrator | None]
+    calibrators: dict[str, EnsembleCalibrator | TemperatureCalibrator | None]
     conformals: dict[str, ConformalClassifier]
     default: str
     member_metrics: dict[str, dict[str, float]]
@@ -239,12 +250,26 @@ class BuiltEnsemble:
         return name
 
 
-def _calibrated(calibrator: EnsembleCalibrator | None, raw: FloatArray, clip: bool = True) -> FloatArray:
+def _calibrated(calibrator: EnsembleCalibrator | TemperatureCalibrator | None, raw: FloatArray,
+                clip: bool = True) -> FloatArray:
     """(n, c) calibrated probabilities; ``clip=False`` for conformal scores (see ``transform``)."""
     if calibrator is None:
         return raw
+    if isinstance(calibrator, TemperatureCalibrator):
+        return calibrator.transform(raw, clip=clip)
     q = calibrator.transform(raw[:, 1], clip=clip)
     return np.column_stack([1.0 - q, q])
+
+
+def _default_for(cfg: BuildConfig, n_classes: int) -> str:
+    """The strategy served by default for ``n_classes`` classes (module docstring)."""
+    name = parse_strategy(cfg.strategy)
+    if n_classes <= 2 or not binary_only(name):
+        return name.value
+    if name is DEFAULT_STRATEGY:
+        return parse_strategy(cfg.multiclass_strategy).value
+    raise ConfigError(f"strategy {name.value!r} supports binary labels only, got {n_classes} classes; "
+                      f"choose e.g. {MULTICLASS_DEFAULT_STRATEGY.value}")
 
 
 def _metrics(p: FloatArray, y: Labels, prefix: str = "", keep: Sequence[str] | None = None) -> dict[str, float]:
@@ -320,9 +345,13 @@ def build(
     """
     cfg = config or BuildConfig()
     say = progress or (lambda _msg: None)
+    n_classes = int(np.unique(np.asarray(y_fit)).shape[0])
+    default = _default_for(cfg, n_classes)
     names = [parse_strategy(s).value for s in (strategies or ())]
-    if cfg.strategy not in names:
-        names.insert(0, parse_strategy(cfg.strategy).value)
+    if n_classes > 2:
+        names = [s for s in names if not binary_only(parse_strategy(s))]
+    if default not in names:
+        names.insert(0, default)
     Xc = np.asarray(X_cal, dtype=np.float64)
     yc = np.asarray(y_cal).astype(np.int64)
     if Xc.ndim != 2 or yc.shape != (Xc.shape[0],):
@@ -338,7 +367,7 @@ def build(
                                         constraints=cfg.constraints, X_oof=X_fit,
                                         member_names=mf.names, random_state=cfg.random_state)
         except (SelectionError, CombinerError) as exc:
-            if name == cfg.strategy:
+            if name == default:
                 raise
             failed[name] = f"{type(exc).__name__}: {exc}"
 
@@ -353,11 +382,13 @@ def build(
     for name, st in fitted.items():
         say(f"calibrating {name}")
         raw = _served_outputs(st, P_cal, Xc)
-        cal: EnsembleCalibrator | None = None
+        cal: EnsembleCalibrator | TemperatureCalibrator | None = None
+        oof = _served_outputs(st, mf.P_oof, np.asarray(X_fit, dtype=np.float64))
         if mf.n_classes == 2:
-            oof = _served_outputs(st, mf.P_oof, np.asarray(X_fit, dtype=np.float64))
             cal = EnsembleCalibrator(method=cfg.calibration, random_state=cfg.random_state)
             cal.fit(oof[:, 1], np.asarray(y_fit).astype(np.int64))
+        elif cfg.calibration != "none":
+            cal = TemperatureCalibrator().fit(oof, np.asarray(y_fit).astype(np.int64))
         proba = _calibrated(cal, raw)
         conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian, cfg.conformal_randomized).fit(_calibrated(cal, raw, clip=False), yc)
         calibrators[name] = cal
@@ -367,7 +398,7 @@ def build(
     protocol = "calibrator on OOF rows, conformal on the calibration part"
     return BuiltEnsemble(
         members=mf, strategies=fitted, calibrators=calibrators, conformals=conformals,
-        default=parse_strategy(cfg.strategy).value, member_metrics=member_metrics,
+        default=default, member_metrics=member_metrics,
         strategy_metrics=strategy_metrics, failed_strategies=failed, calibration_split=protocol,
         config=cfg, confidence_measures=confidence_measures, confidence_auroc=confidence_auroc,
     )

@@ -1,0 +1,67 @@
+"""WorkerMetrics: librdkafka stats to lag gauges, selection changes, probes."""
+
+from __future__ import annotations
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream_ensemble.adapters.metrics import WorkerMetrics
+
+
+def _samples(m: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(m.exposition().decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_consumer_lag_only_for_assigned_partitions() -> None:
+    m = WorkerMetrics()
+    m.assignment([("features", 0), ("features", 1)])
+    stats = {"brokers": {"b1": {"state": "UP"}}, "topics": {"features": {"partitions": {
+        "0": {"consumer_lag": 12}, "1": {"consumer_lag": -1}, "2": {"consumer_lag": 99}, "-1": {"consumer_lag": 5}}}}}
+    m.kafka_stats(orjson.dumps(stats).decode())
+    s = _samples(m)
+    assert s[("se_consumer_lag", (("partition", "0"), ("topic", "features")))] == 12
+    assert ("se_consumer_lag", (("partition", "2"), ("topic", "features"))) not in s
+    m.assignment(revoked=[("features", 0)])
+    assert ("se_consumer_lag", (("partition", "0"), ("topic", "features"))) not in _samples(m)
+    m.kafka_stats("not json")  # ignored, never raises
+
+
+def test_selection_change_counts_a_reselection_and_moves_the_gauge() -> None:
+    m = WorkerMetrics()
+    m.selection("sel-a")
+    m.selection("sel-a")
+    m.selection("sel-b")
+    s = _samples(m)
+    assert s[("se_reselections_total", ())] == 1
+    assert s[("se_selection", (("selection_id", "sel-b"),))] == 1
+    assert ("se_selection", (("selection_id", "sel-a"),)) not in s
+
+
+def test_readiness_needs_model_assignment_and_broker() -> None:
+    m = WorkerMetrics()
+    assert m.healthz()[0] and not m.readyz()[0]
+    m.model_loaded = True
+    m.assignment([("features", 0)])
+    assert not m.readyz()[0]  # broker not seen yet
+    m.kafka_stats(orjson.dumps({"brokers": {"b": {"state": "UP"}}}).decode())
+    ok, detail = m.readyz()
+    assert ok and detail["assigned"] == 1
+    m.stall_s = 0.0
+    assert not m.healthz()[0]
+
+
+def test_hooks_for_later_features_exist() -> None:
+    m = WorkerMetrics()
+    m.member("knn", 0.01, "timed_out")
+    m.breaker("knn", "open")
+    m.degraded("member_failed", 3)
+    m.arm("exp1", "challenger", 2)
+    s = _samples(m)
+    assert s[("se_member_failures_total", (("member", "knn"), ("reason", "timed_out")))] == 1
+    assert s[("se_member_breaker_state", (("member", "knn"),))] == 1.0
+    assert s[("se_events_degraded_total", (("reason", "member_failed"),))] == 3
+    assert s[("se_experiment_arm_events_total", (("arm", "challenger"), ("experiment", "exp1")))] == 2
