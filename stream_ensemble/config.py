@@ -90,7 +90,6 @@ def check_redis_url(url: str) -> None:
     shown = redact_url(url)
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError as exc:
         raise ConfigError(f"redis url {shown!r}: {exc}") from None
     if parts.scheme not in REDIS_SCHEMES:
@@ -109,6 +108,10 @@ def check_redis_url(url: str) -> None:
         if db and not db.isdigit():
             raise ConfigError(f"redis url {shown!r}: database must be a number, got {db!r}")
         return
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"redis url {shown!r}: {exc}") from None
     if not parts.hostname:
         raise ConfigError(f"redis url {shown!r} names no host")
     check_host_port(f"{parts.hostname if ':' not in parts.hostname else '[' + parts.hostname + ']'}:{port or 6379}", "redis url")
