@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from stream_ensemble.errors import ConfigError
 
 EXPLAIN_LEVELS = ("none", "summary", "full")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
@@ -90,7 +90,6 @@ def check_redis_url(url: str) -> None:
     shown = redact_url(url)
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError as exc:
         raise ConfigError(f"redis url {shown!r}: {exc}") from None
     if parts.scheme not in REDIS_SCHEMES:
@@ -99,10 +98,26 @@ def check_redis_url(url: str) -> None:
         if not parts.path:
             raise ConfigError(f"redis url {shown!r} names no socket path")
         return
+    if parts.scheme == "redis+sentinel":
+        # redis+sentinel://host:26379[,host:26379...]/<service name>[/db]
+        for address in parts.netloc.rsplit("@", 1)[-1].split(","):
+            check_host_port(address if ":" in address else f"{address}:26379", "redis sentinel")
+        service, _, db = parts.path.lstrip("/").partition("/")
+        if not service:
+            raise ConfigError(f"redis url {shown!r}: a sentinel URL names the service, redis+sentinel://host:26379/mymaster/0")
+        if db and not db.isdigit():
+            raise ConfigError(f"redis url {shown!r}: database must be a number, got {db!r}")
+        return
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"redis url {shown!r}: {exc}") from None
     if not parts.hostname:
         raise ConfigError(f"redis url {shown!r} names no host")
     check_host_port(f"{parts.hostname if ':' not in parts.hostname else '[' + parts.hostname + ']'}:{port or 6379}", "redis url")
     db = parts.path.lstrip("/")
+    if parts.scheme.endswith("+cluster") and db not in ("", "0"):
+        raise ConfigError(f"redis url {shown!r}: a Redis Cluster has only database 0")
     if db and not db.isdigit():
         raise ConfigError(f"redis url {shown!r}: database must be a number, got {db!r}")
 

@@ -257,12 +257,14 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
 
 def _clear_cache(redis_url: str, ensemble_tag: str) -> int:
     """Delete this ensemble's prediction-cache keys (the demo starts cold every time)."""
-    import redis
+    from stream_ensemble.adapters.redis_store import connect, is_cluster
+    from stream_ensemble.config import RedisConfig
 
-    client = redis.Redis.from_url(redis_url)
+    client = connect(RedisConfig(url=redis_url))
     keys = list(client.scan_iter(match=f"se:cache:{ensemble_tag}:*", count=1000))
-    for k in range(0, len(keys), 1000):
-        client.unlink(*keys[k : k + 1000])
+    step = 1 if is_cluster(client) else 1000  # a cluster refuses multi-key commands across slots
+    for k in range(0, len(keys), step):
+        client.unlink(*keys[k : k + step])
     return len(keys)
 
 

@@ -39,8 +39,11 @@ class EventSource(Protocol):
         """Up to ``max_messages`` messages (possibly none)."""
         ...
 
-    def commit(self, refs: Sequence[SourceRef]) -> None:
-        """Commit, per partition, the offset after the highest of ``refs`` (synchronously)."""
+    def commit(self, refs: Sequence[SourceRef], asynchronous: bool = False) -> None:
+        """Commit, per partition, the offset after the highest of ``refs``.
+
+        Synchronous unless ``asynchronous``; an asynchronous failure is logged by the source.
+        """
         ...
 
 

@@ -49,7 +49,7 @@ class InMemorySource:
         batch, self.pending = self.pending[:max_messages], self.pending[max_messages:]
         return batch
 
-    def commit(self, refs: Sequence[SourceRef]) -> None:
+    def commit(self, refs: Sequence[SourceRef], asynchronous: bool = False) -> None:
         if self.fail_commits:
             from stream_ensemble.errors import KafkaAdapterError
 

@@ -1,5 +1,7 @@
 """The worker loop: poll a batch, score it, produce, confirm delivery, commit. Repeat.
 
+Scoring batch k+1 overlaps the broker's acknowledgements of batch k (see ``run_once``).
+
 Ordering is what makes it at-least-once with nothing lost: offsets of a batch are committed
 only after every scored event and DLQ record of that batch was acknowledged by the broker.
 A crash anywhere before the commit means the batch is read again after restart (consumers
@@ -21,6 +23,7 @@ from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.ports import BatchObserver, EventSink, EventSource
 from stream_ensemble.serving.codec import dlq_record
 from stream_ensemble.serving.engine import ScoringService
+from stream_ensemble.types import BatchResult, RawMessage
 
 log = logging.getLogger("stream_ensemble.worker")
 
@@ -72,6 +75,8 @@ class Worker:
         self.cfg = cfg
         self.stats = WorkerStats()
         self._stop = threading.Event()
+        self._in_flight: tuple[list[RawMessage], BatchResult, float, float] | None = None
+        self._failed: KafkaAdapterError | None = None
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish the current batch and return."""
@@ -87,54 +92,82 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def run_once(self) -> int:
-        """Process one batch; returns the number of messages consumed."""
+        """Process one batch; returns the number of messages consumed.
+
+        Pipelined: batch k's outputs are sent and left in flight while batch k+1 is polled
+        and scored; then k's acknowledgements are awaited and k's offsets committed
+        (asynchronously), and only then are k+1's outputs sent. An empty poll settles the
+        batch in flight, so an idle worker has nothing unacknowledged or uncommitted.
+        """
+        if self._failed is not None:
+            raise RuntimeError("worker stopped after outputs were not acknowledged") from self._failed
         t0 = time.perf_counter()
         messages = self.source.poll_batch(self.cfg.batch_size, self.cfg.poll_timeout_s)
         if not messages:
+            self.settle()
             return 0
         t1 = time.perf_counter()
         result = self.service.handle(messages)
         t2 = time.perf_counter()
-        for key, value, _ in result.scored:
-            self.sink.send(self.cfg.scores_topic, key, value)
-        for dead in result.dead_letters:
-            log.warning(
-                "dead-lettered %s[%d]@%d event_id=%s: %s",
-                dead.raw.ref.topic, dead.raw.ref.partition, dead.raw.ref.offset, dead.event_id, dead.reason,
-            )
-            self.sink.send(self.cfg.dlq_topic, dead.raw.key, dlq_record(dead))
         if len(result.scored) + len(result.dead_letters) != len(messages):
             # The engine's invariant; committing now could lose events, so stop instead.
             raise RuntimeError(
                 f"batch accounting mismatch: {len(messages)} in, {len(result.scored)} scored, "
                 f"{len(result.dead_letters)} dead-lettered"
             )
-        t3 = time.perf_counter()
-        self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
-        t4 = time.perf_counter()
+        self.settle()  # batch k: its acks arrived while k+1 was scored
+        send = self.sink.send
+        scores_topic = self.cfg.scores_topic
+        for key, value, _ in result.scored:
+            send(scores_topic, key, value)
+        for dead in result.dead_letters:
+            log.warning(
+                "dead-lettered %s[%d]@%d event_id=%s: %s",
+                dead.raw.ref.topic, dead.raw.ref.partition, dead.raw.ref.offset, dead.event_id, dead.reason,
+            )
+            send(self.cfg.dlq_topic, dead.raw.key, dlq_record(dead))
+        self._in_flight = (messages, result, t2 - t1, t0)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("batch n=%d poll=%.1fms handle=%.1fms send=%.1fms", len(messages),
+                      (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3)
+        return len(messages)
+
+    def settle(self, asynchronous: bool = True) -> None:
+        """Wait for the in-flight batch's acknowledgements, then commit its offsets.
+
+        Raises
+        ------
+        KafkaAdapterError
+            An output was not acknowledged: nothing of that batch is committed (it is
+            re-read after restart), and the worker must stop.
+        """
+        if self._in_flight is None:
+            return
+        messages, result, handle_s, started = self._in_flight
         try:
-            self.source.commit([m.ref for m in messages])
+            self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
+        except KafkaAdapterError as exc:
+            # A batch polled after this one may be scored but unsent: refuse to go on, so
+            # nothing after the unacknowledged batch is committed (all is re-read on restart).
+            self._failed = exc
+            raise
+        self._in_flight = None
+        try:
+            self.source.commit([m.ref for m in messages], asynchronous=asynchronous)
         except KafkaAdapterError as exc:
             # Outputs are already acknowledged; a failed commit (typically a partition
             # revoked by a rebalance mid-batch) only means the new owner re-reads these
             # events: duplicates downstream, never a loss. Not a reason to stop.
             self.stats.commit_failures += 1
             log.warning("offset commit failed, events will be re-delivered: %s", exc)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "batch n=%d poll=%.1fms handle=%.1fms produce=%.1fms flush=%.1fms commit=%.1fms",
-                len(messages), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3,
-                (time.perf_counter() - t4) * 1e3,
-            )
         if self.observer is not None:
-            self.observer.batch(messages, result, t2 - t1, time.perf_counter() - t0)
+            self.observer.batch(messages, result, handle_s, time.perf_counter() - started)
         s = self.stats
         s.batches += 1
         s.consumed += len(messages)
         s.scored += len(result.scored)
         s.dead_lettered += len(result.dead_letters)
         s.cache_hits += result.cache_hits
-        return len(messages)
 
     def run(self, max_idle_s: float | None = None, log_every_s: float = 10.0) -> WorkerStats:
         """Loop until stopped (or idle for ``max_idle_s``).
@@ -154,5 +187,6 @@ class Worker:
             if time.monotonic() - last_log >= log_every_s:
                 log.info("progress %s", self.stats.as_dict(), extra={"stats": self.stats.as_dict()})
                 last_log = time.monotonic()
+        self.settle(asynchronous=False)  # the last batch: acknowledged and committed before leaving
         log.info("stopped %s", self.stats.as_dict(), extra={"stats": self.stats.as_dict()})
         return self.stats

@@ -21,6 +21,7 @@ import orjson
 import redis
 
 from stream_ensemble.adapters.metrics import WorkerMetrics
+from stream_ensemble.adapters.redis_store import RedisClient
 from stream_ensemble.types import BatchResult, RawMessage
 
 log = logging.getLogger("stream_ensemble.heartbeat")
@@ -31,7 +32,7 @@ def heartbeat_pattern(key_prefix: str, group: str | None = None) -> str:
     return f"{key_prefix}:worker:{{{group}}}:*" if group else f"{key_prefix}:worker:*"
 
 
-def read_heartbeats(client: redis.Redis, key_prefix: str, group: str | None = None) -> list[dict[str, Any]]:
+def read_heartbeats(client: RedisClient, key_prefix: str, group: str | None = None) -> list[dict[str, Any]]:
     """Every live worker's last heartbeat, oldest worker first."""
     keys = sorted(set(client.scan_iter(match=heartbeat_pattern(key_prefix, group), count=1000)))
     docs: list[dict[str, Any]] = []
@@ -59,7 +60,7 @@ class Heartbeat:
 
     Parameters
     ----------
-    client : redis.Redis
+    client : redis.Redis or RedisCluster
     metrics : WorkerMetrics
         Counts, lag, assignment and selection come from here.
     group : str
@@ -70,7 +71,7 @@ class Heartbeat:
         Returns the member names / tags currently marked down.
     """
 
-    def __init__(self, client: redis.Redis, metrics: WorkerMetrics, key_prefix: str, group: str,
+    def __init__(self, client: RedisClient, metrics: WorkerMetrics, key_prefix: str, group: str,
                  serving: dict[str, Any], health: Any = None, interval_s: float = 5.0) -> None:
         self.client = client
         self.metrics = metrics

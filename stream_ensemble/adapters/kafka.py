@@ -85,8 +85,10 @@ class KafkaSource:
             "heartbeat.interval.ms": 1000,
             "max.poll.interval.ms": 300000,
             "fetch.wait.max.ms": 50,
+            "on_commit": self._on_commit,
             **(extra or {}),
         }
+        self.commit_errors = 0
         try:
             self.consumer = Consumer(conf, logger=CONSUMER_LOG)
         except KafkaException as exc:
@@ -116,7 +118,12 @@ class KafkaSource:
             A fatal consumer error.
         """
         out: list[RawMessage] = []
-        for msg in self.consumer.consume(num_messages=max_messages, timeout=timeout_s):
+        # Wait at most timeout_s for the first message, then take what is already fetched:
+        # consume(n, timeout) alone waits the whole timeout unless n messages arrive.
+        got = self.consumer.consume(num_messages=1, timeout=timeout_s)
+        if got and max_messages > 1:
+            got += self.consumer.consume(num_messages=max_messages - 1, timeout=0)
+        for msg in got:
             err = msg.error()
             if err is not None:
                 if err.fatal():
@@ -136,13 +143,21 @@ class KafkaSource:
             )
         return out
 
-    def commit(self, refs: Sequence[SourceRef]) -> None:
-        """Synchronously commit offset+1 of the highest ref per partition.
+    def commit(self, refs: Sequence[SourceRef], asynchronous: bool = False) -> None:
+        """Commit offset+1 of the highest ref per partition.
+
+        Parameters
+        ----------
+        refs : sequence of SourceRef
+        asynchronous : bool, default=False
+            Return at once; the result arrives in a callback that logs and counts failures
+            (``commit_errors``). Safe for at-least-once because the caller commits only
+            offsets whose outputs were acknowledged; a lost async commit means re-delivery.
 
         Raises
         ------
         KafkaAdapterError
-            The commit failed (e.g. the partition was revoked); the batch will be re-read.
+            A synchronous commit failed (e.g. the partition was revoked); the batch will be re-read.
         """
         if not refs:
             return
@@ -152,9 +167,17 @@ class KafkaSource:
             top[k] = max(top.get(k, -1), r.offset)
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             raise KafkaAdapterError(f"offset commit failed: {exc}") from exc
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            self.commit_errors += 1
+            log.warning("asynchronous offset commit failed, events will be re-delivered: %s", err)
 
     def close(self) -> None:
         """Leave the group cleanly (triggers a rebalance for the others)."""

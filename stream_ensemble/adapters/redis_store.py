@@ -15,8 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 import redis
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
 
 from stream_ensemble.config import RedisConfig, redact_url
 from stream_ensemble.errors import RedisAdapterError
@@ -24,34 +28,80 @@ from stream_ensemble.errors import RedisAdapterError
 log = logging.getLogger("stream_ensemble.redis")
 
 
-def connect(cfg: RedisConfig) -> redis.Redis:
+RedisClient: TypeAlias = "redis.Redis | RedisCluster"
+
+
+def connect(cfg: RedisConfig) -> RedisClient:
     """A client for ``cfg.url``, checked with PING.
+
+    ``redis://`` / ``rediss://`` / ``unix://`` give a plain client; ``redis+cluster://host:port``
+    a Redis Cluster client (any node as the seed; slots discovered); ``redis+sentinel://h:26379
+    [,h2:26379]/<service>[/db]`` the current primary of ``service`` through the sentinels.
 
     Raises
     ------
     RedisAdapterError
         The server does not answer.
     """
-    client = redis.Redis.from_url(cfg.url, socket_timeout=cfg.socket_timeout_s, socket_connect_timeout=2.0)
     try:
+        client = _client(cfg)
         client.ping()
     except redis.RedisError as exc:
         raise RedisAdapterError(f"Redis at {redact_url(cfg.url)} is not reachable: {exc}") from exc
     return client
 
 
-class RedisCache:
-    """Prediction cache: one ``MGET`` per batch, one pipelined ``SET EX`` round trip."""
+def _client(cfg: RedisConfig) -> RedisClient:
+    timeouts: dict[str, Any] = {"socket_timeout": cfg.socket_timeout_s, "socket_connect_timeout": 2.0}
+    scheme, _, rest = cfg.url.partition("://")
+    if scheme.endswith("+cluster"):
+        return RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **timeouts)
+    if scheme == "redis+sentinel":
+        parts = urlsplit(cfg.url)
+        hosts = parts.netloc.rpartition("@")[2]
+        sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(",")]
+        service, _, db = parts.path.lstrip("/").partition("/")
+        sentinel: Any = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        primary: redis.Redis = sentinel.master_for(
+            service, db=int(db or 0), password=parts.password, username=parts.username, **timeouts)
+        return primary
+    return redis.Redis.from_url(cfg.url, **timeouts)
 
-    def __init__(self, client: redis.Redis) -> None:
+
+def is_cluster(client: RedisClient) -> bool:
+    """True for a Redis Cluster client (multi-key commands must stay within one slot)."""
+    return isinstance(client, RedisCluster)
+
+
+#: Sets every KEYS[i] to ARGV[i + 1] with a TTL of ARGV[1] seconds: a batch's cache writes
+#: are one command (a pipeline of n ``SET EX`` costs n client-side command objects).
+_SET_MANY_EX = """
+local ttl = ARGV[1]
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+
+
+class RedisCache:
+    """Prediction cache: one ``MGET`` per batch and one scripted multi-``SET EX`` per batch
+    (a pipeline of ``SET EX`` on a cluster)."""
+
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
         self.errors = 0
+        # A script touches keys of one slot only, so a cluster keeps the pipelined SET EX.
+        self._set_many_ex = None if isinstance(client, RedisCluster) else client.register_script(_SET_MANY_EX)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values for ``keys`` (misses on failure)."""
         if not keys:
             return []
         try:
+            if isinstance(self.client, RedisCluster):
+                # cache keys spread over the slots on purpose (no hash tag): one MGET per node
+                return list(self.client.mget_nonatomic(keys))
             return list(self.client.mget(keys))  # type: ignore[arg-type]
         except redis.RedisError as exc:
             self.errors += 1
@@ -60,7 +110,12 @@ class RedisCache:
 
     def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
         """Store values with a TTL (failures are logged and counted)."""
+        if not items:
+            return
         try:
+            if self._set_many_ex is not None:
+                self._set_many_ex(keys=[k for k, _ in items], args=[ttl_s, *(v for _, v in items)])
+                return
             pipe = self.client.pipeline(transaction=False)
             for key, value in items:
                 pipe.set(key, value, ex=ttl_s)
@@ -77,7 +132,7 @@ class RedisHealthStore:
     per batch; a change is visible within ``refresh_s`` (at most 2 s by config validation).
     """
 
-    def __init__(self, client: redis.Redis, key_prefix: str = "se", refresh_s: float = 1.0) -> None:
+    def __init__(self, client: RedisClient, key_prefix: str = "se", refresh_s: float = 1.0) -> None:
         self.client = client
         self.key = f"{key_prefix}:health"
         self.refresh_s = refresh_s

@@ -274,13 +274,14 @@ def render_png(result: Mapping[str, Any], path: str | Path) -> Path:
     width = 0.8 / max(len(methods), 1)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(11.0, 1.3 * len(names) + 4), 7.0))
-    cmap = plt.get_cmap("tab10")
+    # one distinct colour per method: tab10 repeats after 10 methods, tab20 does not
+    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     low = _CLIP_LOW * 100.0
     for k, m in enumerate(methods):
         v = values[k]
         shown = np.clip(np.nan_to_num(v, nan=0.0), low, None)
         pos = x - 0.4 + width * (k + 0.5)
-        ax.bar(pos, shown, width, label=m, color=cmap(k % 10), edgecolor="black" if m == "default" else None,
+        ax.bar(pos, shown, width, label=m, color=cmap(k % cmap.N), edgecolor="black" if m == "default" else None,
                linewidth=1.2 if m == "default" else 0)
         for xi, vi in zip(pos, v):
             if math.isfinite(vi) and vi < low:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import click
 
 from stream_ensemble.cli.common import config_from, pin_threads, setting_option
+from stream_ensemble.cli.progress import progress as progress_bar
 
 
 @click.command()
@@ -31,8 +31,6 @@ def train(ctx: click.Context, registry: Path | None, ensemble: str | None, datas
           positive: str | None, no_header: bool, pool: str, pool_size: int, strategy: str | None,
           budget_ms: float | None, max_members: int | None, seed: int) -> None:
     """Train a model pool and an ensemble; write new registry versions."""
-    from tqdm import tqdm
-
     from stream_ensemble.core import data as datamod
     from stream_ensemble.core.members.families import make_pool
     from stream_ensemble.core.registry import Registry
@@ -54,7 +52,8 @@ def train(ctx: click.Context, registry: Path | None, ensemble: str | None, datas
     config = _build_config(BuildConfig, strategy, budget_ms, max_members, seed)
     click.echo(f"training {len(specs)} members on {ds.name}: {ds.n_rows} rows, "
                f"{len(ds.numeric)} numeric + {len(ds.categorical)} categorical features", err=True)
-    bar = tqdm(total=None, desc="train", unit="step", file=sys.stderr, leave=False)
+    # fit each member, fit the strategy, predict + calibrate, save each member, save the ensemble
+    bar = progress_bar(2 * len(specs) + 4, "train", unit="step")
     def progress(msg: str) -> None:
         bar.update(1)
         bar.set_postfix_str(msg[:60])

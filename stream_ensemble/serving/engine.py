@@ -14,13 +14,12 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import orjson
 
 from stream_ensemble.ports import HealthStore, PredictionCache
-from stream_ensemble.serving.codec import DecodeError, decode_event, encode, schema_version_for
+from stream_ensemble.serving.codec import DecodeError, decode_event, schema_version_for
 from stream_ensemble.serving.ensemble import ScoreBatch, ServingEnsemble
 from stream_ensemble.types import BatchResult, DeadLetter, Event, RawMessage
 
@@ -108,50 +107,54 @@ class ScoringService:
         selection = self.ensemble.strategy.selection_id(healthy)
         result.selection_id = selection
         levels = [ev.explain or self.explain for _, ev in events]
-        keys = [self._cache_key(selection, ev, lv) for (_, ev), lv in zip(events, levels)]
-        cached = self.cache.get_many(keys) if self.cache is not None else [None] * len(events)
+        n = len(events)
+        # With the cache off there are no keys, no lookups and no per-event cache encoding.
+        keys: list[str] | None = None
+        cached: list[bytes | None] = [None] * n
+        if self.cache is not None:
+            keys = [self._cache_key(selection, ev, lv) for (_, ev), lv in zip(events, levels)]
+            cached = self.cache.get_many(keys)
         miss = [i for i, c in enumerate(cached) if c is None]
-        result.cache_hits = len(events) - len(miss)
+        result.cache_hits = n - len(miss)
         result.cache_misses = len(miss)
-        # Identical feature vectors in one batch are scored once (a key is features + level).
-        first_of: dict[str, int] = {}
+        # Identical feature vectors in one batch are scored once (a key is features + level);
+        # without the cache, the features' bytes in field order are the (cheaper) key.
+        dedupe: list[str] | list[tuple[bytes, str]] = keys if keys is not None else [
+            (orjson.dumps(ev.features), lv) for (_, ev), lv in zip(events, levels)]
+        first_of: list[int] = list(range(n))
+        seen: dict[object, int] = {}
         for i in miss:
-            first_of.setdefault(keys[i], i)
-        unique = list(first_of.values())
-        fresh: dict[int, dict[str, Any]] = {}
+            first_of[i] = seen.setdefault(dedupe[i], i)
+        unique = list(seen.values())
+        fresh: dict[int, bytes] = {}
         rejected: dict[int, tuple[str, str]] = {}
         if unique:
             fresh, rejected = self._score_misses([events[i] for i in unique], [levels[i] for i in unique], healthy, unique)
         latency_ms = (time.perf_counter() - t0) * 1000.0
-        now = self.clock()
+        # A scored event is its per-event head, the cached-form body's members, a batch tail:
+        # the body is encoded once and the same bytes go to the cache and into the event.
+        head_rest = orjson.dumps({"scored_at": self.clock(), "ensemble_version": self.ensemble.tag})[1:-1]
+        tail = b',"latency_ms":' + orjson.dumps(round(latency_ms, 3)) + b',"arm":' + orjson.dumps(self.arm) + b"}"
         to_cache: list[tuple[str, bytes]] = []
+        scored = result.scored
+        version = schema_version_for(len(self.ensemble.class_names))
         for i, (msg, ev) in enumerate(events):
-            if cached[i] is not None:
-                body = orjson.loads(cached[i])  # type: ignore[arg-type]
-                body["cache_hit"] = True
-                if body.get("explanation"):
-                    body["explanation"]["cache_hit"] = True
+            hit = cached[i]
+            if hit is not None:
+                # Same bytes as decoding, setting both cache_hit flags and re-encoding.
+                body = hit.replace(b'"cache_hit":false', b'"cache_hit":true')
             else:
-                first = first_of[keys[i]]
+                first = first_of[i]
                 if first in rejected:
                     reason, kind = rejected[first]
                     result.dead_letters.append(DeadLetter(msg, reason, kind, ev.event_id))
                     continue
                 body = fresh[first]
-                if first == i:
-                    to_cache.append((keys[i], encode(body)))
-            doc = {
-                "schema_version": schema_version_for(len(self.ensemble.class_names)),
-                "event_id": ev.event_id,
-                "entity_id": ev.entity_id,
-                "timestamp": ev.timestamp,
-                "scored_at": now,
-                "ensemble_version": self.ensemble.tag,
-                **body,
-                "latency_ms": round(latency_ms, 3),
-                "arm": self.arm,
-            }
-            result.scored.append((ev.entity_id.encode(), encode(doc), msg.ref))
+                if keys is not None and first == i:
+                    to_cache.append((keys[i], body))
+            head = orjson.dumps({"schema_version": version, "event_id": ev.event_id,
+                                 "entity_id": ev.entity_id, "timestamp": ev.timestamp})
+            scored.append((ev.entity_id.encode(), b"".join((head[:-1], b",", head_rest, b",", body[1:-1], tail)), msg.ref))
         if self.cache is not None and to_cache:
             self.cache.set_many(to_cache, self.cache_ttl_s)
         return result
@@ -170,13 +173,13 @@ class ScoringService:
         levels: list[str],
         healthy: np.ndarray,
         positions: list[int],
-    ) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, str]]]:
+    ) -> tuple[dict[int, bytes], dict[int, tuple[str, str]]]:
         """Score rows that missed the cache.
 
         Returns
         -------
         bodies : dict
-            Batch position -> scored body.
+            Batch position -> encoded scored body (what the cache stores).
         rejected : dict
             Batch position -> (reason, error type) for rows that must be dead-lettered.
         """
@@ -195,8 +198,8 @@ class ScoringService:
             return {}, rejected
         return {positions[r]: body for r, body in zip(ok_rows, self._bodies(batch))}, rejected
 
-    def _bodies(self, batch: ScoreBatch) -> list[dict[str, Any]]:
-        """The event-independent part of each scored event (what the cache stores)."""
+    def _bodies(self, batch: ScoreBatch) -> list[bytes]:
+        """The event-independent part of each scored event, encoded (what the cache stores)."""
         tags = self.ensemble.member_tags
         names = self.ensemble.class_names
         binary = batch.proba.shape[1] == 2
@@ -214,9 +217,10 @@ class ScoringService:
         sets_l = batch.prediction_set.tolist()
         classes = range(len(names))
         bodies = []
+        dumps, numpy_ok = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
         for i in range(len(pos)):
             used_i, ran_i, member_i = used_l[i], ran[i], member_l[i]
-            bodies.append(
+            bodies.append(dumps(
                 {
                     "probability": pos[i],
                     "decision": dec[i],
@@ -228,8 +232,7 @@ class ScoringService:
                     "model_probabilities": {t: p for t, r, p in zip(tags, ran_i, member_i) if r},
                     "cache_hit": False,
                     "explanation": batch.explanations[i],
-                }
-            )
-            if per_class is not None:
-                bodies[-1]["probabilities"] = dict(zip(names, per_class[i]))
+                    **({} if per_class is None else {"probabilities": dict(zip(names, per_class[i]))}),
+                }, option=numpy_ok
+            ))
         return bodies

@@ -104,3 +104,19 @@ def test_every_setting_row_names_a_real_field_and_a_unique_env_and_flag() -> Non
         setting_default(s.key)  # raises for a row without a field
     assert len({s.env for s in SETTINGS}) == len(SETTINGS)
     assert len({s.flag for s in SETTINGS}) == len(SETTINGS)
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://10.0.0.1:7000/0", "redis+cluster://:pw@n1:7000",
+                                 "redis+sentinel://s1:26379,s2:26379/mymaster/0", "redis+sentinel://s1/mymaster"])
+def test_cluster_and_sentinel_urls_accepted(url: str) -> None:
+    assert load_config({"SE_REDIS_URL": url}).redis.url == url
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("redis+cluster://n1:7000/3", "only database 0"),
+    ("redis+sentinel://s1:26379", "names the service"),
+    ("redis+sentinel://s1:x/mymaster", "port of"),
+])
+def test_bad_cluster_and_sentinel_urls_refused(url: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_config({"SE_REDIS_URL": url})

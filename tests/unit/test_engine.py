@@ -88,15 +88,23 @@ def test_worker_commits_only_after_delivery(small_ensemble: ServingEnsemble, rec
     source = InMemorySource([raw(msg(i, records[i]), offset=i) for i in range(25)] + [raw(b"bad", offset=25)])
     sink = InMemorySink(fail=True)
     worker = Worker(source, sink, service, cfg)
+    assert worker.run_once() == 10  # batch 1 sent, its acks awaited while batch 2 is scored
     with pytest.raises(KafkaAdapterError):
         worker.run_once()
     assert source.committed == {}, "nothing may be committed when delivery failed"
     sink.fail = False
+    with pytest.raises(RuntimeError, match="not acknowledged"):
+        worker.run_once()  # batch 2 was scored but never sent: the worker must not go on
+    assert source.committed == {}
+    # A healthy run over the same input commits everything, after delivery.
+    source = InMemorySource([raw(msg(i, records[i]), offset=i) for i in range(25)] + [raw(b"bad", offset=25)])
+    sink = InMemorySink()
+    worker = Worker(source, sink, service, cfg)
     while worker.run_once():
-        pass
+        assert all(o <= 10 * (worker.stats.batches + 1) for o in source.committed.values())
     assert source.committed == {("features", 0): 26}
     topics = [t for t, _, _ in sink.delivered]
-    assert topics.count("scores") >= 25 - 10 and topics.count("features.dlq") == 1
+    assert topics.count("scores") == 25 and topics.count("features.dlq") == 1
 
 
 def test_duplicates_in_a_batch_are_scored_once_and_all_accounted(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
@@ -139,8 +147,9 @@ def test_failed_commit_does_not_stop_the_worker(small_ensemble: ServingEnsemble,
     source = InMemorySource([raw(msg(i, records[i]), offset=i) for i in range(20)], fail_commits=1)
     sink = InMemorySink()
     worker = Worker(source, sink, ScoringService(small_ensemble, InMemoryHealth(), None), KafkaConfig(batch_size=10))
-    assert worker.run_once() == 10  # outputs delivered, commit refused: logged, counted, go on
     assert worker.run_once() == 10
+    assert worker.run_once() == 10  # batch 1 delivered, its commit refused: logged, counted, go on
+    assert worker.run_once() == 0  # idle: batch 2 settles
     assert worker.stats.commit_failures == 1
     assert source.committed == {("features", 0): 20}
     assert len(sink.delivered) == 20

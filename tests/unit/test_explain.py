@@ -243,3 +243,14 @@ def test_occlusion_cost(capsys: pytest.CaptureFixture[str]) -> None:
         print(f"\nocclusion attribution, d=30, logistic regression: {per_event_us:.1f} us/event")
     # Loose bound: catches per-feature model-call loops (>> 100 us/event), not machine noise.
     assert per_event_us < 200
+
+
+def test_round_sig_keeps_tiny_finite_values() -> None:
+    """A member probability of ~1e-310 used to overflow to NaN and be reported as null."""
+    from stream_ensemble.core.confidence.rounding import json_list, round_sig
+
+    x = np.array([[1.23456789e-310, 0.5], [2.5e-320, 1e-300]])
+    r = round_sig(x)
+    assert r.shape == x.shape and np.all(np.isfinite(r))
+    assert r[0, 0] == pytest.approx(1.23457e-310, rel=1e-5) and r[0, 1] == 0.5 and r[1, 1] == 1e-300
+    assert None not in json_list(x.ravel())

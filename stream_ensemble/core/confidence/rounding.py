@@ -33,6 +33,8 @@ def round_sig(x: npt.ArrayLike, digits: int = 6) -> FloatArray:
     --------
     >>> round_sig([0.123456789, -98765.4321, 0.0, 1e-9 / 3]).tolist()
     [0.123457, -98765.4, 0.0, 3.33333e-10]
+    >>> round_sig([1.23456789e-310, 5e-324]).tolist()
+    [1.23457e-310, 5e-324]
     """
     a = np.asarray(x, dtype=np.float64)
     ok = np.isfinite(a) & (a != 0)
@@ -40,9 +42,15 @@ def round_sig(x: npt.ArrayLike, digits: int = 6) -> FloatArray:
     decimals = digits - 1 - np.floor(np.log10(safe)).astype(np.int64)
     # Divide by an exact power of ten (never multiply by an inexact 10**-k) so the result is
     # the double nearest the decimal and prints with at most `digits` digits.
-    up = 10.0 ** np.abs(decimals)
+    # Beyond 10**308 the power overflows (a tiny but finite member probability such as 1e-310
+    # gave inf/inf = NaN, serialised as null): those rare values are rounded one by one.
+    huge = np.abs(decimals) > 300
+    up = 10.0 ** np.where(huge, 0, np.abs(decimals))
     scaled = np.where(decimals >= 0, np.round(a * up) / up, np.round(a / up) * up)
-    return np.where(ok, scaled, a)
+    out = np.where(ok, scaled, a)
+    for idx in zip(*np.nonzero(ok & huge)):
+        out[idx] = float(f"{a[idx]:.{digits}g}")
+    return out
 
 
 def json_list(a: FloatArray) -> list[Any]:
