@@ -32,7 +32,7 @@ def wine_ensemble(tmp_path_factory: pytest.TempPathFactory) -> ServingEnsemble:
     registry = Registry(tmp_path_factory.mktemp("reg"))
     specs = [s for s in default_pool(0) if s.model_id in FAST]
     result = train(load_bundled("wine"), specs, registry, ensemble_name="wine")
-    assert result.strategy == "stacking_all", "boosting is binary-only: the K-class default serves"
+    assert result.strategy == "bnb_soft", "boosting is binary-only: the K-class default serves"
     return load_serving_ensemble(registry, "wine")
 
 
