@@ -20,7 +20,8 @@ _CORE = {"core.data", "core.evaluation", "core.registry", "core.members", "core.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "types": set(),
-    "config": {"errors"},
+    "addresses": {"errors"},
+    "config": {"errors", "addresses"},
     "core": set(),
     "core.data": _BASE,
     "core.evaluation": _BASE,
@@ -36,7 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "progress": set(),
     "testing": _BASE | {"ports"},
     "serving": _BASE | _CORE | {"ports", "config"},
-    "adapters": _BASE | {"config", "ports"},
+    "adapters": _BASE | {"addresses", "config", "ports"},
     "worker": _BASE | {"config", "ports", "serving", "adapters"},
     "demo": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker"},
     "bench": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker", "demo", "testing"},
