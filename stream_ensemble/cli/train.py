@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from stream_ensemble.cli.common import config_from, pin_threads, setting_option
-from stream_ensemble.cli.progress import progress as progress_bar
+from stream_ensemble.progress import progress as progress_bar
 
 
 @click.command()

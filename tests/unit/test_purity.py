@@ -20,7 +20,8 @@ _CORE = {"core.data", "core.evaluation", "core.registry", "core.members", "core.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "types": set(),
-    "config": {"errors"},
+    "addresses": {"errors"},
+    "config": {"errors", "addresses"},
     "core": set(),
     "core.data": _BASE,
     "core.evaluation": _BASE,
@@ -33,13 +34,14 @@ ALLOWED: dict[str, set[str]] = {
     "core.training": _BASE | _CORE - {"core.experiments"},
     "core.experiments": _BASE,
     "ports": _BASE,
+    "progress": set(),
     "testing": _BASE | {"ports"},
     "serving": _BASE | _CORE | {"ports", "config"},
-    "adapters": _BASE | {"config", "ports"},
+    "adapters": _BASE | {"addresses", "config", "ports"},
     "worker": _BASE | {"config", "ports", "serving", "adapters"},
-    "demo": _BASE | _CORE | {"config", "ports", "serving", "adapters", "worker"},
-    "bench": _BASE | _CORE | {"config", "ports", "serving", "adapters", "worker", "demo", "testing"},
-    "cli": _BASE | _CORE | {"config", "ports", "serving", "adapters", "worker", "demo", "bench", "testing"},
+    "demo": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker"},
+    "bench": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker", "demo", "testing"},
+    "cli": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker", "demo", "bench", "testing"},
     "__main__": {"cli"},
 }
 #: Layers that must never import an I/O library.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -73,14 +72,13 @@ def run_accuracy(
     ModelPoolError
         No member could be fitted.
     """
-    from tqdm import tqdm
-
     from stream_ensemble.bench.datasets import subsample
+    from stream_ensemble.progress import progress as progress_bar
 
     t0 = time.perf_counter()
     strategies = check_strategies(config)
     results: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=len(loaders) * config.splits, file=sys.stderr, disable=not progress, unit="split")
+    bar = progress_bar(len(loaders) * config.splits, "accuracy", unit="split", disable=not progress)
     pool = _split_pool(config.jobs)
     splits_run: dict[str, int] = {}
     try:
