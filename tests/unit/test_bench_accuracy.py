@@ -104,7 +104,7 @@ def test_config_and_name_errors() -> None:
     with pytest.raises(ConfigError):
         accuracy.check_strategies(accuracy.BenchConfig(strategies=("no_such_strategy",)))
     with pytest.raises(ConfigError, match="unknown member"):
-        accuracy.pool_subset(["logreg", "xgboost"])
+        accuracy.pool_subset(["logreg", "catboost"])
     assert [s.model_id for s in accuracy.pool_subset(SMALL_POOL)(0)] == list(SMALL_POOL)
 
 
@@ -179,11 +179,11 @@ def test_cli_csv_run_writes_json_md_png(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert list(doc["datasets"]) == ["toy"]
-    from stream_ensemble.core.strategies import DEFAULT_STRATEGY
+    from stream_ensemble.core.strategies import AUTO_CANDIDATES
 
     # The default strategy is always built: the "default" entry reports it.
-    assert set(doc["datasets"]["toy"]["strategies"]) == {"caruana", "soft_voting_all", DEFAULT_STRATEGY.value}
-    assert doc["datasets"]["toy"]["default"] == DEFAULT_STRATEGY.value
+    assert set(doc["datasets"]["toy"]["strategies"]) == {c.value for c in AUTO_CANDIDATES}
+    assert doc["datasets"]["toy"]["default"] in doc["datasets"]["toy"]["strategies"]
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
     assert not out.with_suffix(".partial.json").exists()
 

@@ -128,17 +128,17 @@ def check_strategies(config: BenchConfig) -> list[str]:
     Returns
     -------
     list of str
-        ``config.strategies`` plus the default strategy when it is not listed (the
-        ``default`` entry of every result reports it), or every registered strategy.
+        ``config.strategies`` plus the candidates ``build`` chooses the default among (the
+        ``default`` entry of every result reports the pick), or every registered strategy.
 
     Raises
     ------
     ConfigError
         An unknown strategy name.
     """
-    from stream_ensemble.core.strategies import DEFAULT_STRATEGY, STRATEGIES, parse_strategy
+    from stream_ensemble.core.strategies import AUTO_CANDIDATES, STRATEGIES, parse_strategy
 
     if config.strategies is None:
         return [s.value for s in STRATEGIES]
     names = [parse_strategy(s).value for s in config.strategies]
-    return names if DEFAULT_STRATEGY.value in names else [*names, DEFAULT_STRATEGY.value]
+    return [*names, *(c.value for c in AUTO_CANDIDATES if c.value not in names)]
