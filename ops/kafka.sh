@@ -16,6 +16,10 @@
 #                                                generated password in $KAFKA_DATA_DIR/sasl.env
 #   KAFKA_TLS_PORT        KAFKA_PORT+3           SASL_SSL listener (same credentials); clients trust
 #                                                $KAFKA_DATA_DIR/tls/ca.pem (generated once, openssl)
+#   KAFKA_NODE_ID         1                      node.id (ops/kafka-cluster.sh runs nodes 1..3)
+#   KAFKA_QUORUM_VOTERS   1@127.0.0.1:CONTROLLER static controller quorum
+#   KAFKA_CLUSTER_ID      random, once           cluster id used to format the storage (same on every node)
+#   KAFKA_REPLICATION_FACTOR 1 / KAFKA_MIN_ISR 1 replication of data and internal topics
 #   KAFKA_START_TIMEOUT   90                     seconds to wait for "Kafka Server started"
 #   KAFKA_STOP_TIMEOUT    30                     grace seconds between SIGTERM and SIGKILL
 #   KAFKA_HEAP_OPTS       -Xms256m -Xmx1g
@@ -35,6 +39,10 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$(( KAFKA_PORT + 1 ))}"
 KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-$(( KAFKA_PORT + 2 ))}"
 KAFKA_TLS_PORT="${KAFKA_TLS_PORT:-$(( KAFKA_PORT + 3 ))}"
+KAFKA_NODE_ID="${KAFKA_NODE_ID:-1}"
+KAFKA_QUORUM_VOTERS="${KAFKA_QUORUM_VOTERS:-1@127.0.0.1:$KAFKA_CONTROLLER_PORT}"
+KAFKA_REPLICATION_FACTOR="${KAFKA_REPLICATION_FACTOR:-1}"
+KAFKA_MIN_ISR="${KAFKA_MIN_ISR:-1}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
@@ -185,6 +193,7 @@ render_config() {
   sed -e "s#@PORT@#$KAFKA_PORT#g; s#@CPORT@#$KAFKA_CONTROLLER_PORT#g; s#@DATA@#$KAFKA_DATA_DIR#g" \
       -e "s#@SASLPORT@#$KAFKA_SASL_PORT#g; s#@SASLUSER@#$KAFKA_SASL_USERNAME#g; s#@SASLPASS@#$KAFKA_SASL_PASSWORD#g" \
       -e "s#@TLSPORT@#$KAFKA_TLS_PORT#g; s#@TLSKEYPASS@#$KAFKA_TLS_KEY_PASSWORD#g" \
+      -e "s#@NODEID@#$KAFKA_NODE_ID#g; s#@VOTERS@#$KAFKA_QUORUM_VOTERS#g; s#@RF@#$KAFKA_REPLICATION_FACTOR#g; s#@MINISR@#$KAFKA_MIN_ISR#g" \
     "$CONF_DIR/server.properties.in" > "$PROPS.tmp"
   mv "$PROPS.tmp" "$PROPS"
 }
@@ -199,10 +208,10 @@ format_storage() {
   local java cid out
   java="$1"
   # 16 random bytes, URL-safe base64 without padding (22 chars), not starting with '-' (Uuid.java)
-  cid="$(python3 -c 'import base64,os
+  cid="${KAFKA_CLUSTER_ID:-$(python3 -c 'import base64,os
 while True:
     s = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
-    if not s.startswith("-"): print(s); break')"
+    if not s.startswith("-"): print(s); break')}"
   # shellcheck disable=SC2046
   if ! out="$("$java" -Xmx256m $(log_opts format.log) -cp "$KAFKA_LIB_DIR/*" kafka.tools.StorageTool \
         format -t "$cid" -c "$PROPS" --ignore-formatted 2>&1 9>&-)"; then

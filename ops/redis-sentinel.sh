@@ -17,6 +17,8 @@
 set -euo pipefail
 OPS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$OPS")"
+# shellcheck source=ops/redis-nodes.sh
+source "$OPS/redis-nodes.sh"
 P0="${REDIS_SENTINEL_PORT:-7100}"
 DIR="${REDIS_SENTINEL_DIR:-$REPO/var/redis-sentinel}"
 NAME="${REDIS_SENTINEL_NAME:-mymaster}"
@@ -91,17 +93,7 @@ do_failover() {
 }
 
 do_stop() {
-  local p pid
-  for p in "$PRIMARY" "$REPLICA" "$SENTINEL"; do
-    [[ -s "$DIR/$p/redis.pid" ]] || continue
-    pid="$(cat "$DIR/$p/redis.pid")"
-    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q redis-server; then
-      kill -TERM "$pid"; for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-    fi
-    rm -f "$DIR/$p/redis.pid"
-  done
-  rm -rf "$DIR"
+  stop_redis_nodes "$DIR" "$PRIMARY" "$REPLICA" "$SENTINEL"
   say "stopped"
 }
 

@@ -89,9 +89,13 @@ class _TqdmHandler(logging.Handler):
                    "random_forest, extra_trees, hist_gb, knn, naive_bayes, mlp, decision_tree).")
 @click.option("--no-baselines", is_flag=True, default=False,
               help="Skip scikit-learn stacking and DESlib KNORA-E.")
-@click.option("--min-test-rows", type=click.IntRange(min=0), default=5000, show_default=True,
+@click.option("--min-test-rows", type=click.IntRange(min=0), default=None,
               help="Run more splits on a small dataset until its test parts total this many rows "
-                   "(coverage, ECE and selective accuracy need them); 0 = exactly --splits.")
+                   "(coverage, ECE and selective accuracy need them; each override is printed). "
+                   "Default: exactly --splits.")
+@click.option("--budget-s", type=click.FloatRange(min=0), default=None,
+              help="Seconds per split the members' hyperparameter search may start candidates in "
+                   "(bounds training time; default: no limit, every listed candidate is tried).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes running a dataset's splits in parallel.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of split r is seed + r.")
@@ -100,7 +104,7 @@ def accuracy_cmd(
     data_dir: Path | None, out: Path, md: Path | None, png: Path | None, splits: int,
     dataset_names: str | None, max_rows: int | None, csv_path: Path | None, label: str | None,
     positive: str | None, no_header: bool, strategy_names: str | None, member_names: str | None,
-    no_baselines: bool, min_test_rows: int, jobs: int,
+    no_baselines: bool, min_test_rows: int | None, budget_s: float | None, jobs: int,
     seed: int, quiet: bool,
 ) -> None:
     """Test metrics of every member, every strategy and outside baselines on real data.
@@ -126,7 +130,8 @@ def accuracy_cmd(
         strategies = _split_list(strategy_names)
         config = accuracy.BenchConfig(
             splits=splits, random_state=seed, baselines=not no_baselines,
-            min_test_rows=min_test_rows, jobs=jobs,
+            min_test_rows=min_test_rows or 0, jobs=jobs,
+            budget_s=math.inf if budget_s is None else budget_s,
             strategies=tuple(strategies) if strategies else None,
             pool=accuracy.pool_subset(_split_list(member_names)),
         )

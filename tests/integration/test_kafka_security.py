@@ -48,15 +48,13 @@ def _env(sasl: dict[str, str], password: str | None = None) -> dict[str, str]:
             "SE_KAFKA_SASL_PASSWORD": password or sasl["password"]}
 
 
-def test_sasl_listener_reached_with_credentials(sasl: dict[str, str]) -> None:
-    tag = uuid.uuid4().hex[:8]
-    cfg = load_config(_env(sasl), kafka__features_topic=f"sasl-{tag}-in", kafka__scores_topic=f"sasl-{tag}-out",
-                      kafka__dlq_topic=f"sasl-{tag}-dlq", kafka__group_id=f"sasl-{tag}").kafka
-    ensure_topics(cfg, [(cfg.features_topic, 1)])  # admin client
-    sink = KafkaSink(cfg)  # producer
-    sink.send(cfg.features_topic, b"k", b"through SASL")
+def _round_trip(cfg: KafkaConfig, payload: bytes) -> list[bytes]:
+    """Create the features topic (admin client), produce ``payload`` and consume it back."""
+    ensure_topics(cfg, [(cfg.features_topic, 1)])
+    sink = KafkaSink(cfg)
+    sink.send(cfg.features_topic, b"k", payload)
     sink.flush_and_confirm(20)
-    source = KafkaSource(cfg)  # consumer
+    source = KafkaSource(cfg)
     got: list[RawMessage] = []
     deadline = time.monotonic() + 30
     try:
@@ -64,7 +62,14 @@ def test_sasl_listener_reached_with_credentials(sasl: dict[str, str]) -> None:
             got = source.poll_batch(10, 0.5)
     finally:
         source.close()
-    assert [m.value for m in got] == [b"through SASL"]
+    return [m.value for m in got]
+
+
+def test_sasl_listener_reached_with_credentials(sasl: dict[str, str]) -> None:
+    tag = uuid.uuid4().hex[:8]
+    cfg = load_config(_env(sasl), kafka__features_topic=f"sasl-{tag}-in", kafka__scores_topic=f"sasl-{tag}-out",
+                      kafka__dlq_topic=f"sasl-{tag}-dlq", kafka__group_id=f"sasl-{tag}").kafka
+    assert _round_trip(cfg, b"through SASL") == [b"through SASL"]
 
 
 def test_sasl_listener_refuses_without_or_with_wrong_credentials(sasl: dict[str, str]) -> None:
@@ -105,19 +110,7 @@ def test_tls_listener_reached_with_the_ca_and_refused_without(tls: dict[str, str
     tag = uuid.uuid4().hex[:8]
     env = {**_env(tls), "SE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SE_KAFKA_SSL_CA": tls["ca"]}
     cfg = load_config(env, kafka__features_topic=f"tls-{tag}-in", kafka__group_id=f"tls-{tag}").kafka
-    ensure_topics(cfg, [(cfg.features_topic, 1)])  # admin client over TLS
-    sink = KafkaSink(cfg)
-    sink.send(cfg.features_topic, b"k", b"through TLS")
-    sink.flush_and_confirm(20)
-    source = KafkaSource(cfg)
-    got: list[RawMessage] = []
-    deadline = time.monotonic() + 30
-    try:
-        while not got and time.monotonic() < deadline:
-            got = source.poll_batch(10, 0.5)
-    finally:
-        source.close()
-    assert [m.value for m in got] == [b"through TLS"]
+    assert _round_trip(cfg, b"through TLS") == [b"through TLS"]
     # A CA that did not sign the broker's certificate: the handshake fails, nothing is created.
     other_ca = tmp_path / "other-ca.pem"
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other",

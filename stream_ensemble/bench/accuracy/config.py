@@ -51,6 +51,9 @@ class BenchConfig:
         tolerances the goals are stated in; 0 disables.
     jobs : int
         Worker processes running the splits of a dataset in parallel (1 = in process).
+    budget_s : float
+        Seconds the members' hyperparameter search may start candidates in, per split
+        (``BuildConfig.search_budget_s``; bounds the training time).
     """
 
     splits: int = 3
@@ -63,12 +66,15 @@ class BenchConfig:
     baselines: bool = True
     min_test_rows: int = 0
     jobs: int = 1
+    budget_s: float = math.inf
 
     def __post_init__(self) -> None:
         if self.splits < 1:
             raise ConfigError(f"--splits must be >= 1, got {self.splits}")
         if self.min_test_rows < 0:
             raise ConfigError(f"--min-test-rows must be >= 0, got {self.min_test_rows}")
+        if not self.budget_s >= 0:
+            raise ConfigError(f"--budget-s must be >= 0, got {self.budget_s}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
         if len(self.fractions) != 3 or abs(sum(self.fractions) - 1.0) > 1e-9 or min(self.fractions) <= 0:
