@@ -46,7 +46,7 @@ def test_score_then_outcome_and_outcome_then_score_join_once() -> None:
 def test_shadow_arm_is_paired_with_the_champion_whatever_the_order() -> None:
     b = new_bucket()
     shadow = score_record(_scored("e1", "m@v2", 0, 0.4), shadow=True) or {}
-    champ = score_record({**_scored("e1", "champion", 1, 0.9), "mode": "shadow"}, shadow=False) or {}
+    champ = score_record(_scored("e1", "champion", 1, 0.9), shadow=False) or {}  # main topic: no mode field
     apply_score(b, "e1", shadow, 0.0)
     apply_outcome(b, "e1", 1, 0.5)
     apply_score(b, "e1", champ, 1.0)  # the champion joins late: the pair is made now

@@ -166,7 +166,7 @@ def _joined(bucket: Bucket, event_id: str, done: dict[str, Any], rec: Mapping[st
         return
     bucket["counts"]["joined"] += 1
     done["m"][arm] = [*values, rec["experiment"], rec.get("mode")]
-    if rec.get("mode") != "shadow":
+    if rec.get("mode") != "shadow" and arm != "champion":
         return
     if arm == "champion":  # pair every shadow arm that joined before the champion
         for other, m in done["m"].items():
