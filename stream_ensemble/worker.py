@@ -23,6 +23,7 @@ from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.ports import BatchObserver, EventSink, EventSource
 from stream_ensemble.serving.codec import dlq_record
 from stream_ensemble.serving.engine import ScoringService
+from stream_ensemble.serving.router import ExperimentRouter
 from stream_ensemble.types import BatchResult, RawMessage
 
 log = logging.getLogger("stream_ensemble.worker")
@@ -66,8 +67,9 @@ class Worker:
         Topics, batch size and timeouts.
     """
 
-    def __init__(self, source: EventSource, sink: EventSink, service: ScoringService, cfg: KafkaConfig,
-                 observer: BatchObserver | None = None) -> None:
+    def __init__(self, source: EventSource, sink: EventSink, service: ScoringService | ExperimentRouter, cfg: KafkaConfig,
+                 observer: BatchObserver | None = None, shadow_topic: str = "scores.shadow") -> None:
+        self.shadow_topic = shadow_topic
         self.observer = observer
         self.source = source
         self.sink = sink
@@ -120,6 +122,8 @@ class Worker:
         scores_topic = self.cfg.scores_topic
         for key, value, _ in result.scored:
             send(scores_topic, key, value)
+        for key, value, _ in result.shadow:  # shadow arms: acknowledged with the batch, like the rest
+            send(self.shadow_topic, key, value)
         for dead in result.dead_letters:
             log.warning(
                 "dead-lettered %s[%d]@%d event_id=%s: %s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,13 +33,15 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("kafka.partitions", type=click.IntRange(1, 1000))
 @setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
 @setting_option("worker.metrics_host")
+@setting_option("ab.shadow_topic")
+@setting_option("ab.refresh_s", type=click.FloatRange(min=0.01, max=1.0))
 @click.option("--max-idle", type=float, default=None, help="Exit after this many idle seconds (default: run until SIGTERM).")
 @click.pass_context
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
           dlq_topic: str | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
           cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
-          metrics_host: str | None, max_idle: float | None) -> None:
+          metrics_host: str | None, shadow_topic: str | None, ab_refresh_s: float | None, max_idle: float | None) -> None:
     """Consume feature events, score them, produce scored events (until SIGTERM)."""
     from stream_ensemble.adapters.heartbeat import Heartbeat
     from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics, topic_partitions
@@ -56,7 +59,8 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         kafka__poll_timeout_s=max_wait_ms / 1000.0 if max_wait_ms is not None else max_wait_s,
         kafka__partitions=partitions, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
-        worker__metrics_port=metrics_port, worker__metrics_host=metrics_host,
+        worker__metrics_port=metrics_port, worker__metrics_host=metrics_host, ab__shadow_topic=shadow_topic,
+        ab__refresh_s=ab_refresh_s,
     )
     log.info("configuration", extra={"event": "configuration", **redacted(cfg)})
     metrics = WorkerMetrics()
@@ -84,6 +88,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         ens, health,
         RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain, cfg.redis.key_prefix,
     )
+    router = _router(cfg, service, client, health)
     stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.kafka_stats}
     source = KafkaSource(cfg.kafka, extra=stats, on_assignment=metrics.assignment)
     sink = KafkaSink(cfg.kafka)
@@ -92,7 +97,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         "features_topic": cfg.kafka.features_topic, "scores_topic": cfg.kafka.scores_topic,
     }, health=health.down)
     metrics.selection(ens.strategy.selection_id(ens.health_vector(health.down())))  # known before the first batch
-    worker = Worker(source, sink, service, cfg.kafka, observer=heartbeat)
+    worker = Worker(source, sink, router, cfg.kafka, observer=heartbeat, shadow_topic=cfg.ab.shadow_topic)
     worker.install_signal_handlers()
     log.info("serving %s (%d members, strategy %s) from %s to %s", ens.tag, len(ens.pool), ens.strategy.name,
              cfg.kafka.features_topic, cfg.kafka.scores_topic)
@@ -107,6 +112,30 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         source.close()
         if probes is not None:
             probes.close()
+
+
+def _router(cfg: Any, champion: Any, client: Any, health: Any) -> Any:
+    """The experiment router: se:ab:<ensemble> read each second, challenger versions loaded once."""
+    from stream_ensemble.adapters.ab_store import ABStore
+    from stream_ensemble.adapters.kafka import ensure_topics
+    from stream_ensemble.adapters.redis_store import RedisCache
+    from stream_ensemble.core.registry import Registry
+    from stream_ensemble.serving.engine import ScoringService
+    from stream_ensemble.serving.loading import load_serving_ensemble
+    from stream_ensemble.serving.router import ExperimentRouter
+
+    store = ABStore(client, cfg.redis.key_prefix)
+    ensure_topics(cfg.kafka, [(cfg.ab.shadow_topic, cfg.kafka.partitions)])
+
+    def load(tag: str) -> ScoringService:
+        name, _, v = tag.rpartition("@v")
+        ens = load_serving_ensemble(Registry(cfg.worker.registry), name, int(v))
+        log.info("loaded %s for an experiment", ens.tag, extra={"event": "experiment_version", "version": ens.tag})
+        return ScoringService(ens, health, RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain,
+                              cfg.redis.key_prefix)
+
+    return ExperimentRouter(champion, cfg.worker.ensemble, lambda: store.read(cfg.worker.ensemble), load,
+                            cfg.ab.refresh_s)
 
 
 def _version() -> str:

@@ -97,6 +97,7 @@ def train(
                 "dataset": data.name,
                 "metrics": metrics,
                 "cost_ms_per_1k": float(mf.costs_ms_per_1k[j]),
+                **({"call_ms": float(mf.call_ms[j])} if j < len(mf.call_ms) else {}),
                 "fit_seconds": float(mf.fit_seconds[j]),
                 **({"search": built.search[name].as_dict()} if name in built.search else {}),
             },
