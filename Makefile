@@ -14,7 +14,10 @@ export OMP_WAIT_POLICY ?= PASSIVE
 KAFKA_PORT ?= 9092
 KAFKA_CONTROLLER_PORT ?= $(shell echo $$(( $(KAFKA_PORT) + 1 )))
 REDIS_PORT ?= 6379
-export KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT
+# the throwaway Redis Cluster (3 ports) and Sentinel set (3 ports) of the tests sit just above Redis
+REDIS_CLUSTER_PORT ?= $(shell echo $$(( $(REDIS_PORT) + 10 )))
+REDIS_SENTINEL_PORT ?= $(shell echo $$(( $(REDIS_PORT) + 20 )))
+export KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT REDIS_CLUSTER_PORT REDIS_SENTINEL_PORT
 export SE_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export SE_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 export SE_TEST_BOOTSTRAP ?= $(SE_BOOTSTRAP)

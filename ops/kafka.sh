@@ -14,6 +14,12 @@
 #   KAFKA_CONTROLLER_PORT KAFKA_PORT+1           KRaft controller listener on 127.0.0.1
 #   KAFKA_SASL_PORT       KAFKA_PORT+2           SASL_PLAINTEXT (PLAIN) listener on 127.0.0.1; user and
 #                                                generated password in $KAFKA_DATA_DIR/sasl.env
+#   KAFKA_TLS_PORT        KAFKA_PORT+3           SASL_SSL listener (same credentials); clients trust
+#                                                $KAFKA_DATA_DIR/tls/ca.pem (generated once, openssl)
+#   KAFKA_NODE_ID         1                      node.id (ops/kafka-cluster.sh runs nodes 1..3)
+#   KAFKA_QUORUM_VOTERS   1@127.0.0.1:CONTROLLER static controller quorum
+#   KAFKA_CLUSTER_ID      random, once           cluster id used to format the storage (same on every node)
+#   KAFKA_REPLICATION_FACTOR 1 / KAFKA_MIN_ISR 1 replication of data and internal topics
 #   KAFKA_START_TIMEOUT   90                     seconds to wait for "Kafka Server started"
 #   KAFKA_STOP_TIMEOUT    30                     grace seconds between SIGTERM and SIGKILL
 #   KAFKA_HEAP_OPTS       -Xms256m -Xmx1g
@@ -32,6 +38,11 @@ KAFKA_LOG_DIR="${KAFKA_LOG_DIR:-$KAFKA_DATA_DIR/logs}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$(( KAFKA_PORT + 1 ))}"
 KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-$(( KAFKA_PORT + 2 ))}"
+KAFKA_TLS_PORT="${KAFKA_TLS_PORT:-$(( KAFKA_PORT + 3 ))}"
+KAFKA_NODE_ID="${KAFKA_NODE_ID:-1}"
+KAFKA_QUORUM_VOTERS="${KAFKA_QUORUM_VOTERS:-1@127.0.0.1:$KAFKA_CONTROLLER_PORT}"
+KAFKA_REPLICATION_FACTOR="${KAFKA_REPLICATION_FACTOR:-1}"
+KAFKA_MIN_ISR="${KAFKA_MIN_ISR:-1}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
@@ -153,10 +164,36 @@ ensure_sasl_credentials() {
   source "$f"
 }
 
+# TLS material of the SASL_SSL test listener, generated once per data dir: a throwaway CA
+# (tls/ca.pem, what clients trust) and a server certificate for 127.0.0.1 and localhost whose
+# encrypted PKCS#8 key (PBE-SHA1-3DES: the JDK 17 keystore reader has no PBES2) and chain form the broker's PEM keystore (tls/server-keystore.pem).
+ensure_tls_material() {
+  local d="$KAFKA_DATA_DIR/tls"
+  if [[ ! -s "$d/server-keystore.pem" || ! -s "$d/key.password" ]]; then
+    command -v openssl >/dev/null || die "openssl not found (needed for the SASL_SSL test listener)"
+    rm -rf "$d"; mkdir -p "$d"; chmod 700 "$d"
+    ( umask 077
+      python3 -c 'import secrets; print(secrets.token_urlsafe(18))' > "$d/key.password"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=stream-ensemble test CA" \
+        -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$d/san.ext"
+      openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+        -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+      openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES -in "$d/server.key" -passout "file:$d/key.password" -out "$d/server.p8" 2>/dev/null
+      cat "$d/server.p8" "$d/server.pem" "$d/ca.pem" > "$d/server-keystore.pem"
+      rm -f "$d/server.csr" "$d/san.ext" "$d/server.key" ) || die "could not generate TLS material in $d"
+  fi
+  KAFKA_TLS_KEY_PASSWORD="$(cat "$d/key.password")"
+}
+
 render_config() {
   ensure_sasl_credentials
+  ensure_tls_material
   sed -e "s#@PORT@#$KAFKA_PORT#g; s#@CPORT@#$KAFKA_CONTROLLER_PORT#g; s#@DATA@#$KAFKA_DATA_DIR#g" \
       -e "s#@SASLPORT@#$KAFKA_SASL_PORT#g; s#@SASLUSER@#$KAFKA_SASL_USERNAME#g; s#@SASLPASS@#$KAFKA_SASL_PASSWORD#g" \
+      -e "s#@TLSPORT@#$KAFKA_TLS_PORT#g; s#@TLSKEYPASS@#$KAFKA_TLS_KEY_PASSWORD#g" \
+      -e "s#@NODEID@#$KAFKA_NODE_ID#g; s#@VOTERS@#$KAFKA_QUORUM_VOTERS#g; s#@RF@#$KAFKA_REPLICATION_FACTOR#g; s#@MINISR@#$KAFKA_MIN_ISR#g" \
     "$CONF_DIR/server.properties.in" > "$PROPS.tmp"
   mv "$PROPS.tmp" "$PROPS"
 }
@@ -171,10 +208,10 @@ format_storage() {
   local java cid out
   java="$1"
   # 16 random bytes, URL-safe base64 without padding (22 chars), not starting with '-' (Uuid.java)
-  cid="$(python3 -c 'import base64,os
+  cid="${KAFKA_CLUSTER_ID:-$(python3 -c 'import base64,os
 while True:
     s = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
-    if not s.startswith("-"): print(s); break')"
+    if not s.startswith("-"): print(s); break')}"
   # shellcheck disable=SC2046
   if ! out="$("$java" -Xmx256m $(log_opts format.log) -cp "$KAFKA_LIB_DIR/*" kafka.tools.StorageTool \
         format -t "$cid" -c "$PROPS" --ignore-formatted 2>&1 9>&-)"; then

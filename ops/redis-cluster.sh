@@ -14,6 +14,8 @@
 set -euo pipefail
 OPS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$OPS")"
+# shellcheck source=ops/redis-nodes.sh
+source "$OPS/redis-nodes.sh"
 PORT0="${REDIS_CLUSTER_PORT:-7000}"
 DIR="${REDIS_CLUSTER_DIR:-$REPO/var/redis-cluster}"
 HOST=127.0.0.1
@@ -53,17 +55,7 @@ do_start() {
 }
 
 do_stop() {
-  local p pid
-  for p in "${PORTS[@]}"; do
-    [[ -s "$DIR/$p/redis.pid" ]] || continue
-    pid="$(cat "$DIR/$p/redis.pid")"
-    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q redis-server; then
-      kill -TERM "$pid"; for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-    fi
-    rm -f "$DIR/$p/redis.pid"
-  done
-  rm -rf "$DIR"
+  stop_redis_nodes "$DIR" "${PORTS[@]}"
   say "stopped"
 }
 

@@ -24,102 +24,18 @@ Config file example::
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from stream_ensemble.addresses import check_bootstrap, check_host_port, check_redis_url, redact_url
 from stream_ensemble.errors import ConfigError
 
 EXPLAIN_LEVELS = ("none", "summary", "full")
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
-
-
-def check_host_port(address: str, what: str) -> None:
-    """Raise :class:`ConfigError` unless ``address`` is ``host:port`` (IPv6 as ``[::1]:port``)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(f"{what}: {address!r} is not host:port")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"{what}: port of {address!r} must be a number in 1..65535")
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise ConfigError(f"{what}: {host!r} is not an IPv6 address") from None
-    elif not _HOST.match(host):
-        raise ConfigError(f"{what}: {host!r} is not a valid host name or address")
-
-
-def check_bootstrap(bootstrap: str) -> None:
-    """Raise :class:`ConfigError` unless ``bootstrap`` is a comma-separated host:port list.
-
-    A ``SCHEME://`` prefix per address (``SASL_SSL://host:9093``) is accepted, as librdkafka does.
-    """
-    if not bootstrap.strip():
-        raise ConfigError("kafka bootstrap servers must not be empty")
-    for part in bootstrap.split(","):
-        address = part.strip()
-        if "://" in address:
-            address = address.split("://", 1)[1]
-        check_host_port(address, "kafka bootstrap")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def check_redis_url(url: str) -> None:
-    """Raise :class:`ConfigError` unless ``url`` is a usable Redis URL."""
-    shown = redact_url(url)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ConfigError(f"redis url {shown!r}: {exc}") from None
-    if parts.scheme not in REDIS_SCHEMES:
-        raise ConfigError(f"redis url must start with {', '.join(s + '://' for s in REDIS_SCHEMES)}, got {shown!r}")
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ConfigError(f"redis url {shown!r} names no socket path")
-        return
-    if parts.scheme == "redis+sentinel":
-        # redis+sentinel://host:26379[,host:26379...]/<service name>[/db]
-        for address in parts.netloc.rsplit("@", 1)[-1].split(","):
-            check_host_port(address if ":" in address else f"{address}:26379", "redis sentinel")
-        service, _, db = parts.path.lstrip("/").partition("/")
-        if not service:
-            raise ConfigError(f"redis url {shown!r}: a sentinel URL names the service, redis+sentinel://host:26379/mymaster/0")
-        if db and not db.isdigit():
-            raise ConfigError(f"redis url {shown!r}: database must be a number, got {db!r}")
-        return
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"redis url {shown!r}: {exc}") from None
-    if not parts.hostname:
-        raise ConfigError(f"redis url {shown!r} names no host")
-    check_host_port(f"{parts.hostname if ':' not in parts.hostname else '[' + parts.hostname + ']'}:{port or 6379}", "redis url")
-    db = parts.path.lstrip("/")
-    if parts.scheme.endswith("+cluster") and db not in ("", "0"):
-        raise ConfigError(f"redis url {shown!r}: a Redis Cluster has only database 0")
-    if db and not db.isdigit():
-        raise ConfigError(f"redis url {shown!r}: database must be a number, got {db!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +150,41 @@ class WorkerConfig:
             raise ConfigError("ensemble name must not be empty")
 
 
+AB_METRICS = ("accuracy", "log_loss", "brier")
+
+
+@dataclass(frozen=True, slots=True)
+class ABConfig:
+    """Experiments: the outcome join (``ab evaluate``), its topics, the guardrail and the ramp."""
+
+    outcomes_topic: str = "outcomes"
+    shadow_topic: str = "scores.shadow"
+    outcomes_dlq_topic: str = "outcomes.dlq"
+    app_id: str = "stream-ensemble-ab"
+    join_window_s: float = 300.0
+    metric: str = "accuracy"
+    alpha: float = 0.05
+    min_outcomes: int = 200
+    outcomes_per_step: int = 500
+    refresh_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        names = (self.outcomes_topic, self.shadow_topic, self.outcomes_dlq_topic, self.app_id)
+        if not all(names) or len(set(names[:3])) != 3:
+            raise ConfigError(f"outcomes, shadow and outcomes DLQ topics and the app id must be distinct and non-empty: {names}")
+        if not self.join_window_s > 0:
+            raise ConfigError(f"join window must be > 0 seconds, got {self.join_window_s}")
+        if self.metric not in AB_METRICS:
+            raise ConfigError(f"experiment metric must be one of {', '.join(AB_METRICS)}, got {self.metric!r}")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"experiment alpha must be in (0, 1), got {self.alpha}")
+        if self.min_outcomes < 0 or self.outcomes_per_step < 1:
+            raise ConfigError("guardrail min outcomes must be >= 0 and outcomes per ramp step >= 1")
+        if not 0 < self.refresh_s <= 1.0:
+            # The product promises an experiment change in Redis is seen within 1 s.
+            raise ConfigError(f"experiment refresh must be in (0, 1] seconds, got {self.refresh_s}")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """All settings of one worker process."""
@@ -241,6 +192,7 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    ab: ABConfig = field(default_factory=ABConfig)
 
 
 SECRETS = frozenset({"sasl_password", "ssl_key_password"})
@@ -249,7 +201,7 @@ SECRETS = frozenset({"sasl_password", "ssl_key_password"})
 def redacted(cfg: Config) -> dict[str, dict[str, Any]]:
     """Every setting of ``cfg`` as plain values, secrets as ``***`` (for logs and ``--json``)."""
     out: dict[str, dict[str, Any]] = {}
-    for section in ("kafka", "redis", "worker"):
+    for section in ("kafka", "redis", "worker", "ab"):
         part = getattr(cfg, section)
         values: dict[str, Any] = {}
         for f in fields(part):
@@ -312,9 +264,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker.metrics_host", "SE_METRICS_HOST", "--metrics-host", "Address the metrics server binds (0.0.0.0 to expose it)."),
     Setting("worker.explain", "SE_EXPLAIN", "--explain", "Explanation level: none, summary or full."),
     Setting("worker.deploy_poll_s", "SE_DEPLOY_POLL_S", "--deploy-poll-s", "Seconds between reads of se:deploy:<ensemble> (hot deploy; 0: off)."),
+    Setting("ab.outcomes_topic", "SE_OUTCOMES_TOPIC", "--outcomes-topic", "Topic of outcome events (true labels)."),
+    Setting("ab.shadow_topic", "SE_SHADOW_TOPIC", "--shadow-topic", "Topic of shadow arms' scored events."),
+    Setting("ab.outcomes_dlq_topic", "SE_OUTCOMES_DLQ_TOPIC", "--outcomes-dlq-topic", "Dead-letter topic for malformed outcomes."),
+    Setting("ab.app_id", "SE_AB_APP_ID", "--app-id", "faust app id of the outcome join (its consumer group and table topics)."),
+    Setting("ab.join_window_s", "SE_AB_JOIN_WINDOW_S", "--join-window-s", "Seconds a score waits for its outcome (and an outcome for its score)."),
+    Setting("ab.metric", "SE_AB_METRIC", "--ab-metric", "Metric the guardrail and winner use: accuracy, log_loss or brier."),
+    Setting("ab.alpha", "SE_AB_ALPHA", "--alpha", "Level of the intervals, the confidence sequence and the guardrail."),
+    Setting("ab.min_outcomes", "SE_AB_MIN_OUTCOMES", "--min-outcomes", "Challenger outcomes joined before the guardrail may stop it."),
+    Setting("ab.outcomes_per_step", "SE_AB_OUTCOMES_PER_STEP", "--outcomes-per-step", "Challenger outcomes joined per canary ramp step."),
+    Setting("ab.refresh_s", "SE_AB_REFRESH_S", "--ab-refresh-s", "Seconds between reads of the se:ab:* experiments (at most 1)."),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
-SECTIONS = {"kafka": KafkaConfig, "redis": RedisConfig, "worker": WorkerConfig}
+SECTIONS = {"kafka": KafkaConfig, "redis": RedisConfig, "worker": WorkerConfig, "ab": ABConfig}
 
 
 def setting_default(key: str) -> Any:
@@ -396,6 +358,7 @@ def load_config(env: Mapping[str, str] | None = None, config_file: Path | str | 
         kafka=_build(base.kafka, values["kafka"]),
         redis=_build(base.redis, values["redis"]),
         worker=_build(base.worker, values["worker"]),
+        ab=_build(base.ab, values["ab"]),
     )
 
 

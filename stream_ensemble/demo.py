@@ -31,6 +31,7 @@ from stream_ensemble.core.data import load_bundled
 from stream_ensemble.core.registry import Registry
 from stream_ensemble.core.training import holdout_rows
 from stream_ensemble.errors import ConfigError, KafkaAdapterError
+from stream_ensemble.progress import progress as progress_bar
 
 FEATURES, SCORES, DLQ = "features", "scores", "features.dlq"
 
@@ -148,8 +149,10 @@ def _collect(kafka: KafkaConfig, start: list[TopicPartition], run: DemoRun, time
     wanted_bad = set(run.malformed)
     last_arrival = 0.0
     deadline = time.monotonic() + timeout_s
+    bar = progress_bar(run.produced_valid + len(wanted_bad), "collect", unit="event")
     try:
         while time.monotonic() < deadline:
+            bar.update(len(scored) + len(dead) - bar.n)
             if len(scored) >= run.produced_valid and dead >= wanted_bad:
                 break
             batch = c.consume(num_messages=500, timeout=0.1)
@@ -174,6 +177,7 @@ def _collect(kafka: KafkaConfig, start: list[TopicPartition], run: DemoRun, time
                             dead.add(marker)
                             break
     finally:
+        bar.close()
         c.close()
     return scored, dead, last_arrival
 

@@ -24,6 +24,7 @@ from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.ports import BatchObserver, EventSink, EventSource
 from stream_ensemble.serving.codec import dlq_record
 from stream_ensemble.serving.engine import ScoringService
+from stream_ensemble.serving.router import ExperimentRouter
 from stream_ensemble.types import BatchResult, RawMessage
 
 log = logging.getLogger("stream_ensemble.worker")
@@ -67,8 +68,10 @@ class Worker:
         Topics, batch size and timeouts.
     """
 
-    def __init__(self, source: EventSource, sink: EventSink, service: ScoringService, cfg: KafkaConfig,
-                 observer: BatchObserver | None = None, between_batches: Callable[[], object] | None = None) -> None:
+    def __init__(self, source: EventSource, sink: EventSink, service: ScoringService | ExperimentRouter, cfg: KafkaConfig,
+                 observer: BatchObserver | None = None, shadow_topic: str = "scores.shadow",
+                 between_batches: Callable[[], object] | None = None) -> None:
+        self.shadow_topic = shadow_topic
         self.observer = observer
         # Called before each poll, in this thread: the only point where hot deploy swaps the
         # service's ensemble, so a batch is scored wholly by one version.
@@ -126,6 +129,8 @@ class Worker:
         scores_topic = self.cfg.scores_topic
         for key, value, _ in result.scored:
             send(scores_topic, key, value)
+        for key, value, _ in result.shadow:  # shadow arms: acknowledged with the batch, like the rest
+            send(self.shadow_topic, key, value)
         for dead in result.dead_letters:
             log.warning(
                 "dead-lettered %s[%d]@%d event_id=%s: %s",

@@ -255,7 +255,9 @@ def ensure_topics(kafka: KafkaConfig | str, topics: Iterable[tuple[str, int]], t
         raise KafkaAdapterError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
     finally:
         admin.poll(0)
-    new = [NewTopic(name, num_partitions=parts, replication_factor=1) for name, parts in topics if name not in existing]
+    # replication_factor -1: the broker's default.replication.factor (1 on the single dev node,
+    # 3 on ops/kafka-cluster.sh), so a topic survives a broker where the cluster can afford it
+    new = [NewTopic(name, num_partitions=parts, replication_factor=-1) for name, parts in topics if name not in existing]
     if not new:
         return
     for name, fut in admin.create_topics(new, request_timeout=timeout_s).items():

@@ -22,7 +22,8 @@ import redis
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
-from stream_ensemble.config import RedisConfig, redact_url
+from stream_ensemble.addresses import redact_url
+from stream_ensemble.config import RedisConfig
 from stream_ensemble.errors import RedisAdapterError
 
 log = logging.getLogger("stream_ensemble.redis")

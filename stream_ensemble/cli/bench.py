@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from stream_ensemble.bench.html_report import write_html
+from stream_ensemble.cli.common import setting_option
 from stream_ensemble.errors import ConfigError
 
 
@@ -88,9 +89,13 @@ class _TqdmHandler(logging.Handler):
                    "random_forest, extra_trees, hist_gb, knn, naive_bayes, mlp, decision_tree).")
 @click.option("--no-baselines", is_flag=True, default=False,
               help="Skip scikit-learn stacking and DESlib KNORA-E.")
-@click.option("--min-test-rows", type=click.IntRange(min=0), default=5000, show_default=True,
+@click.option("--min-test-rows", type=click.IntRange(min=0), default=None,
               help="Run more splits on a small dataset until its test parts total this many rows "
-                   "(coverage, ECE and selective accuracy need them); 0 = exactly --splits.")
+                   "(coverage, ECE and selective accuracy need them; each override is printed). "
+                   "Default: exactly --splits.")
+@click.option("--budget-s", type=click.FloatRange(min=0), default=None,
+              help="Seconds per split the members' hyperparameter search may start candidates in "
+                   "(bounds training time; default: no limit, every listed candidate is tried).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes running a dataset's splits in parallel.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of split r is seed + r.")
@@ -99,7 +104,7 @@ def accuracy_cmd(
     data_dir: Path | None, out: Path, md: Path | None, png: Path | None, splits: int,
     dataset_names: str | None, max_rows: int | None, csv_path: Path | None, label: str | None,
     positive: str | None, no_header: bool, strategy_names: str | None, member_names: str | None,
-    no_baselines: bool, min_test_rows: int, jobs: int,
+    no_baselines: bool, min_test_rows: int | None, budget_s: float | None, jobs: int,
     seed: int, quiet: bool,
 ) -> None:
     """Test metrics of every member, every strategy and outside baselines on real data.
@@ -125,7 +130,8 @@ def accuracy_cmd(
         strategies = _split_list(strategy_names)
         config = accuracy.BenchConfig(
             splits=splits, random_state=seed, baselines=not no_baselines,
-            min_test_rows=min_test_rows, jobs=jobs,
+            min_test_rows=min_test_rows or 0, jobs=jobs,
+            budget_s=math.inf if budget_s is None else budget_s,
             strategies=tuple(strategies) if strategies else None,
             pool=accuracy.pool_subset(_split_list(member_names)),
         )
@@ -207,6 +213,115 @@ def cache_bytes_cmd(ctx: click.Context, events: int, timeout: float, out: Path |
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(line + "\n")
     click.echo(line)
+
+
+@bench.command(name="throughput")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Result JSON; the Markdown, PNG and HTML report are written next to it.")
+@setting_option("kafka.bootstrap")
+@setting_option("redis.url", "--redis", "redis_url")
+@click.option("--registry", type=click.Path(path_type=Path, file_okay=False), default=Path("var/registry"),
+              show_default=True, help="Registry of the default-pool ensemble (trained on --data when empty).")
+@click.option("--large-registry", type=click.Path(path_type=Path, file_okay=False), default=Path("var/registry-large"),
+              show_default=True, help="Registry of the 120-member large-pool ensemble (trained on --data when empty).")
+@click.option("--data", default="breast_cancer", show_default=True,
+              help="Rows the events are built from: a bundled dataset name or a CSV path (with --label).")
+@click.option("--label", default=None, help="Label column of a --data CSV.")
+@click.option("--events", type=click.IntRange(1000, 10_000_000), default=50_000, show_default=True,
+              help="Distinct events per maximum-rate run.")
+@click.option("--naive-events", type=click.IntRange(10, 1_000_000), default=400, show_default=True,
+              help="Events of the naive run (it scores ~50 events/s).")
+@click.option("--large-events", type=click.IntRange(100, 10_000_000), default=20_000, show_default=True,
+              help="Events of the large-pool run.")
+@click.option("--processes", default="1,2,4", show_default=True, help="Worker processes in one group, comma-separated.")
+@click.option("--rounds", type=click.IntRange(1, 20), default=2, show_default=True, help="Interleaved rounds.")
+@click.option("--partitions", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Partitions of the fresh topics (at least the most processes).")
+@click.option("--sustained-rate", type=click.FloatRange(min=1), default=None,
+              help="Offered events/s of the sustained run (default: half the measured one-process maximum).")
+@click.option("--sustained-s", type=click.FloatRange(min=1), default=20.0, show_default=True,
+              help="Duration of the sustained run, seconds.")
+@click.option("--stall-s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Give a run up after this many seconds without a new output (the rest counts as lost).")
+@click.pass_context
+def throughput_cmd(ctx: click.Context, out: Path, bootstrap: str | None, redis_url: str | None, registry: Path,
+                   large_registry: Path, data: str, label: str | None, events: int, naive_events: int,
+                   large_events: int, processes: str, rounds: int, partitions: int, sustained_rate: float | None,
+                   sustained_s: float, stall_s: float) -> None:
+    """Events/s and latency through the real broker and Redis: pass-through, naive, stream-ensemble
+    with 1/2/4 processes, the large pool, and a sustained run at a fixed offered rate."""
+    from stream_ensemble.bench import throughput, throughput_report
+    from stream_ensemble.cli.common import config_from
+    from stream_ensemble.errors import StreamEnsembleError
+
+    cfg = config_from(ctx, kafka__bootstrap=bootstrap, redis__url=redis_url)
+    try:
+        procs = tuple(sorted({int(p) for p in processes.split(",") if p.strip()}))
+    except ValueError:
+        raise _usage_error(ConfigError(f"--processes must be comma-separated integers, got {processes!r}")) from None
+    if not procs or procs[0] < 1 or 1 not in procs:
+        raise _usage_error(ConfigError("--processes must include 1 (the other runs are compared with it)"))
+    if procs[-1] > partitions:
+        raise _usage_error(ConfigError(f"--partitions {partitions} is fewer than the {procs[-1]} processes"))
+    try:
+        ds = _throughput_data(data, label)
+        for reg, pool in ((registry, "default"), (large_registry, "large")):
+            _ensure_ensemble(reg, pool, data, label, ds.name)
+        from stream_ensemble.adapters.kafka import ensure_topics
+
+        ensure_topics(cfg.kafka, [])  # one clear line when the broker is unreachable
+    except StreamEnsembleError as exc:
+        raise _usage_error(exc) from None
+    tcfg = throughput.ThroughputConfig(
+        bootstrap=cfg.kafka.bootstrap, redis_url=cfg.redis.url, registry=registry, large_registry=large_registry,
+        records=ds.records(), work_dir=out.parent / f"{out.stem}-logs", events=events, naive_events=naive_events,
+        large_events=large_events, processes=procs, rounds=rounds, partitions=partitions,
+        sustained_rate=sustained_rate, sustained_s=sustained_s, stall_s=stall_s,
+        log=lambda m: click.echo(m, err=True),
+    )  # fmt: skip
+    result = throughput.run(tcfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
+    markdown = throughput_report.render_markdown(result)
+    out.with_suffix(".md").write_text(markdown)
+    throughput_report.render_png(result, out.with_suffix(".png"))
+    page = write_html(markdown, [out.with_suffix(".png")], out.with_suffix(".html"), "stream-ensemble throughput")
+    click.echo(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}, {page}", err=True)
+    click.echo(throughput.summary_line(_jsonable(result)))
+
+
+def _throughput_data(data: str, label: str | None) -> Any:
+    from stream_ensemble.core.data import load_csv
+    from stream_ensemble.core.data.datasets import BUNDLED, load_bundled
+
+    if data in BUNDLED:
+        return load_bundled(data)
+    path = Path(data)
+    if not path.is_file():
+        raise ConfigError(f"--data {data!r} is neither a bundled dataset ({', '.join(BUNDLED)}) nor a CSV file")
+    if label is None:
+        raise ConfigError("a --data CSV needs --label (the label column)")
+    return load_csv(path, label)
+
+
+def _ensure_ensemble(registry: Path, pool: str, data: str, label: str | None, dataset_name: str) -> None:
+    """Train the ensemble on ``data`` into an empty ``registry``; refuse one trained on other data."""
+    import subprocess
+
+    from stream_ensemble.core.registry import Registry
+
+    reg = Registry(registry)
+    if not reg.versions("ensembles", "default"):
+        source = ["--dataset", data] if label is None else ["--csv", data, "--label", label]
+        click.echo(f"training the {pool} pool into {registry} ...", err=True)
+        proc = subprocess.run([sys.executable, "-m", "stream_ensemble", "train", "--registry", str(registry),
+                               "--pool", pool, *source], check=False, stdout=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise ConfigError(f"training the {pool} pool into {registry} failed ({proc.returncode})")
+    trained_on = reg.manifest("ensembles", "default").get("dataset")
+    if trained_on != dataset_name:
+        raise ConfigError(f"{registry} holds an ensemble trained on {trained_on!r}, not {dataset_name!r}; "
+                          "pass another --registry / --large-registry")
 
 
 @bench.command(name="ab-sim")

@@ -34,13 +34,16 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
 @setting_option("worker.metrics_host")
 @setting_option("worker.deploy_poll_s", type=click.FloatRange(0.0, 1.0))
+@setting_option("ab.shadow_topic")
+@setting_option("ab.refresh_s", type=click.FloatRange(min=0.01, max=1.0))
 @click.option("--max-idle", type=float, default=None, help="Exit after this many idle seconds (default: run until SIGTERM).")
 @click.pass_context
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
           dlq_topic: str | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
           cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
-          metrics_host: str | None, deploy_poll_s: float | None, max_idle: float | None) -> None:
+          metrics_host: str | None, deploy_poll_s: float | None, shadow_topic: str | None, ab_refresh_s: float | None,
+          max_idle: float | None) -> None:
     """Consume feature events, score them, produce scored events (until SIGTERM).
 
     The version served is the fleet's deploy target (`stream-ensemble deploy NAME@vN`, Redis
@@ -68,6 +71,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         kafka__partitions=partitions, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
         worker__metrics_port=metrics_port, worker__metrics_host=metrics_host, worker__deploy_poll_s=deploy_poll_s,
+        ab__shadow_topic=shadow_topic, ab__refresh_s=ab_refresh_s,
     )
     log.info("configuration", extra={"event": "configuration", **redacted(cfg)})
     metrics = WorkerMetrics()
@@ -96,6 +100,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         ens, health,
         RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain, cfg.redis.key_prefix,
     )
+    router = _router(cfg, service, client, health)
     stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.kafka_stats}
     source = KafkaSource(cfg.kafka, extra=stats, on_assignment=metrics.assignment)
     sink = KafkaSink(cfg.kafka)
@@ -117,7 +122,8 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
             cfg.worker.deploy_poll_s, lambda: frozenset(service.seen_features), swapped,
             on_refuse=metrics.deploy_refused,
         ).start()
-    worker = Worker(source, sink, service, cfg.kafka, observer=heartbeat,
+    # hot deploy swaps the champion's version; experiments route around it
+    worker = Worker(source, sink, router, cfg.kafka, observer=heartbeat, shadow_topic=cfg.ab.shadow_topic,
                     between_batches=(lambda: watcher.apply(service)) if watcher is not None else None)
     worker.install_signal_handlers()
     log.info("serving %s (%d members, strategy %s) from %s to %s", ens.tag, len(ens.pool), ens.strategy.name,
@@ -135,6 +141,30 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         source.close()
         if probes is not None:
             probes.close()
+
+
+def _router(cfg: Any, champion: Any, client: Any, health: Any) -> Any:
+    """The experiment router: se:ab:<ensemble> read each second, challenger versions loaded once."""
+    from stream_ensemble.adapters.ab_store import ABStore
+    from stream_ensemble.adapters.kafka import ensure_topics
+    from stream_ensemble.adapters.redis_store import RedisCache
+    from stream_ensemble.core.registry import Registry
+    from stream_ensemble.serving.engine import ScoringService
+    from stream_ensemble.serving.loading import load_serving_ensemble
+    from stream_ensemble.serving.router import ExperimentRouter
+
+    store = ABStore(client, cfg.redis.key_prefix)
+    ensure_topics(cfg.kafka, [(cfg.ab.shadow_topic, cfg.kafka.partitions)])
+
+    def load(tag: str) -> ScoringService:
+        name, _, v = tag.rpartition("@v")
+        ens = load_serving_ensemble(Registry(cfg.worker.registry), name, int(v))
+        log.info("loaded %s for an experiment", ens.tag, extra={"event": "experiment_version", "version": ens.tag})
+        return ScoringService(ens, health, RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain,
+                              cfg.redis.key_prefix)
+
+    return ExperimentRouter(champion, cfg.worker.ensemble, lambda: store.read(cfg.worker.ensemble), load,
+                            cfg.ab.refresh_s)
 
 
 def _version() -> str:

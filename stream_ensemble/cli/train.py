@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from stream_ensemble.cli.common import config_from, pin_threads, setting_option
-from stream_ensemble.cli.progress import progress as progress_bar
+from stream_ensemble.errors import ConfigError
+from stream_ensemble.progress import progress as progress_bar
 
 
 @click.command()
@@ -22,18 +23,22 @@ from stream_ensemble.cli.progress import progress as progress_bar
 @click.option("--no-header", is_flag=True, help="The CSV has no header row (columns are c0, c1, ...).")
 @click.option("--pool", default="default", show_default=True, type=click.Choice(["default", "large"]), help="Pool recipe (core/members/families.py).")
 @click.option("--pool-size", default=120, show_default=True, type=click.IntRange(2, 1000), help="Members for --pool large.")
-@click.option("--strategy", default=None, help="Ensemble strategy (default: the benchmark's winner).")
+@click.option("--strategy", default=None, help="Ensemble strategy, or 'auto' (default): the candidate with the lowest "
+                                                  "calibrated log loss on the held-out calibration part.")
+@click.option("--search-budget-s", type=click.FloatRange(min=0), default=None,
+              help="Seconds the members' hyperparameter search may start candidates in (default: no limit).")
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="Latency budget: total member cost, ms per 1,000 rows.")
 @click.option("--max-members", type=click.IntRange(1, 1000), default=None, help="At most this many members in the selection.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.pass_context
 def train(ctx: click.Context, registry: Path | None, ensemble: str | None, dataset: str, csv_path: Path | None, label: str | None,
           positive: str | None, no_header: bool, pool: str, pool_size: int, strategy: str | None,
-          budget_ms: float | None, max_members: int | None, seed: int) -> None:
+          search_budget_s: float | None, budget_ms: float | None, max_members: int | None, seed: int) -> None:
     """Train a model pool and an ensemble; write new registry versions."""
     from stream_ensemble.core import data as datamod
     from stream_ensemble.core.members.families import make_pool
     from stream_ensemble.core.registry import Registry
+    from stream_ensemble.core.strategies import AUTO, AUTO_CANDIDATES
     from stream_ensemble.core.training import train as run_train
     from stream_ensemble.core.training.builder import BuildConfig
 
@@ -49,11 +54,16 @@ def train(ctx: click.Context, registry: Path | None, ensemble: str | None, datas
             raise click.UsageError("--label/--positive only apply with --csv")
         ds = datamod.load_bundled(dataset)
     specs = make_pool(pool, random_state=seed, **({"n_models": pool_size} if pool == "large" else {}))
-    config = _build_config(BuildConfig, strategy, budget_ms, max_members, seed)
+    try:
+        config = _build_config(BuildConfig, strategy, budget_ms, max_members, seed, search_budget_s)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(f"training {len(specs)} members on {ds.name}: {ds.n_rows} rows, "
                f"{len(ds.numeric)} numeric + {len(ds.categorical)} categorical features", err=True)
     # fit each member, fit the strategy, predict + calibrate, save each member, save the ensemble
-    bar = progress_bar(2 * len(specs) + 4, "train", unit="step")
+    n_strategies = len(AUTO_CANDIDATES) if config.strategy == AUTO else 1
+    steps = sum(len(s.search) for s in specs) + 2 * len(specs) + 2 * n_strategies + 2
+    bar = progress_bar(steps, "train", unit="step")
     def progress(msg: str) -> None:
         bar.update(1)
         bar.set_postfix_str(msg[:60])
@@ -71,13 +81,16 @@ def train(ctx: click.Context, registry: Path | None, ensemble: str | None, datas
                    f"{m['cost_ms_per_1k']:>12.2f}")
 
 
-def _build_config(cls: Any, strategy: str | None, budget_ms: float | None, max_members: int | None, seed: int) -> Any:
+def _build_config(cls: Any, strategy: str | None, budget_ms: float | None, max_members: int | None, seed: int,
+                  search_budget_s: float | None = None) -> Any:
     import dataclasses
 
     config = cls(random_state=seed)
     changes: dict[str, Any] = {}
     if strategy:
         changes["strategy"] = strategy
+    if search_budget_s is not None:
+        changes["search_budget_s"] = search_budget_s
     if budget_ms is not None or max_members is not None:
         c = config.constraints
         changes["constraints"] = dataclasses.replace(

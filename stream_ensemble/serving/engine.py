@@ -77,6 +77,8 @@ class ScoringService:
         self.explain = explain
         self.key_prefix = key_prefix
         self.arm = arm
+        #: Experiment id written into scored events beside ``arm`` (None: no field, as before).
+        self.experiment: str | None = None
         self.on_error = on_error
         self.clock = clock
         self.seen_features: Iterable[str] = ()
@@ -136,7 +138,10 @@ class ScoringService:
         # A scored event is its per-event head, the cached-form body's members, a batch tail:
         # the body is encoded once and the same bytes go to the cache and into the event.
         head_rest = orjson.dumps({"scored_at": self.clock(), "ensemble_version": self.ensemble.tag})[1:-1]
-        tail = b',"latency_ms":' + orjson.dumps(round(latency_ms, 3)) + b',"arm":' + orjson.dumps(self.arm) + b"}"
+        tail = b',"latency_ms":' + orjson.dumps(round(latency_ms, 3)) + b',"arm":' + orjson.dumps(self.arm)
+        if self.experiment is not None:
+            tail += b',"experiment":' + orjson.dumps(self.experiment)
+        tail += b"}"
         to_cache: list[tuple[str, bytes]] = []
         scored = result.scored
         version = schema_version_for(len(self.ensemble.class_names))

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from stream_ensemble.core.confidence import DEFAULT_CONFIDENCE
+from stream_ensemble.core.members.flat_forest import served_form
 from stream_ensemble.core.members.pool import Member, ModelPool
 from stream_ensemble.core.registry import Registry
 from stream_ensemble.errors import ModelPoolError
@@ -28,7 +29,8 @@ def load_serving_ensemble(registry: Registry, name: str = "default", version: in
     for tag in manifest["members"]:
         mname, _, v = tag.rpartition("@v")
         est, mm = registry.load("models", mname, int(v))
-        members.append(Member(mname, int(v), str(mm["family"]), est, float(mm["cost_ms_per_1k"])))
+        # Forests are served flattened (same probabilities, no per-tree checks per call).
+        members.append(Member(mname, int(v), str(mm["family"]), served_form(est), float(mm["cost_ms_per_1k"])))
     pool = ModelPool(members, classes=np.arange(len(payload["class_names"])))
     strategy = payload["strategy"]
     if list(strategy.member_names) != pool.names:

@@ -1,6 +1,7 @@
 """Kafka security settings reach every client: a SASL/PLAIN listener (started by ops/kafka.sh on
 KAFKA_SASL_PORT = KAFKA_PORT+2) is reached with the credentials and refused without them, and the
-password never appears in an error."""
+password never appears in an error; the same over TLS (SASL_SSL on KAFKA_PORT+3, certificate signed
+by the CA that ops/kafka.sh generates)."""
 
 from __future__ import annotations
 
@@ -47,15 +48,13 @@ def _env(sasl: dict[str, str], password: str | None = None) -> dict[str, str]:
             "SE_KAFKA_SASL_PASSWORD": password or sasl["password"]}
 
 
-def test_sasl_listener_reached_with_credentials(sasl: dict[str, str]) -> None:
-    tag = uuid.uuid4().hex[:8]
-    cfg = load_config(_env(sasl), kafka__features_topic=f"sasl-{tag}-in", kafka__scores_topic=f"sasl-{tag}-out",
-                      kafka__dlq_topic=f"sasl-{tag}-dlq", kafka__group_id=f"sasl-{tag}").kafka
-    ensure_topics(cfg, [(cfg.features_topic, 1)])  # admin client
-    sink = KafkaSink(cfg)  # producer
-    sink.send(cfg.features_topic, b"k", b"through SASL")
+def _round_trip(cfg: KafkaConfig, payload: bytes) -> list[bytes]:
+    """Create the features topic (admin client), produce ``payload`` and consume it back."""
+    ensure_topics(cfg, [(cfg.features_topic, 1)])
+    sink = KafkaSink(cfg)
+    sink.send(cfg.features_topic, b"k", payload)
     sink.flush_and_confirm(20)
-    source = KafkaSource(cfg)  # consumer
+    source = KafkaSource(cfg)
     got: list[RawMessage] = []
     deadline = time.monotonic() + 30
     try:
@@ -63,7 +62,14 @@ def test_sasl_listener_reached_with_credentials(sasl: dict[str, str]) -> None:
             got = source.poll_batch(10, 0.5)
     finally:
         source.close()
-    assert [m.value for m in got] == [b"through SASL"]
+    return [m.value for m in got]
+
+
+def test_sasl_listener_reached_with_credentials(sasl: dict[str, str]) -> None:
+    tag = uuid.uuid4().hex[:8]
+    cfg = load_config(_env(sasl), kafka__features_topic=f"sasl-{tag}-in", kafka__scores_topic=f"sasl-{tag}-out",
+                      kafka__dlq_topic=f"sasl-{tag}-dlq", kafka__group_id=f"sasl-{tag}").kafka
+    assert _round_trip(cfg, b"through SASL") == [b"through SASL"]
 
 
 def test_sasl_listener_refuses_without_or_with_wrong_credentials(sasl: dict[str, str]) -> None:
@@ -86,3 +92,30 @@ def test_cli_reads_security_settings_from_the_environment(sasl: dict[str, str]) 
     assert f"sasl-{tag}-f" in ok.stdout
     for line in ok.stderr.splitlines():  # librdkafka's lines too
         orjson.loads(line)
+
+
+@pytest.fixture(scope="module")
+def tls(sasl: dict[str, str]) -> dict[str, str]:
+    """The SASL_SSL listener (KAFKA_PORT+3) and the CA that signed its certificate."""
+    host, _, sasl_port = sasl["bootstrap"].rpartition(":")
+    tls_port = os.environ.get("KAFKA_TLS_PORT") or str(int(sasl_port) + 1)
+    ca = Path(os.environ.get("KAFKA_DATA_DIR", REPO / "var" / "kafka")) / "tls" / "ca.pem"
+    if not ca.exists():
+        msg = f"no TLS material ({ca} missing): the broker was not started by ops/kafka.sh"
+        pytest.fail(msg) if os.environ.get("CI") else pytest.skip(msg)
+    return {**sasl, "bootstrap": f"{host}:{tls_port}", "ca": str(ca)}
+
+
+def test_tls_listener_reached_with_the_ca_and_refused_without(tls: dict[str, str], tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    env = {**_env(tls), "SE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SE_KAFKA_SSL_CA": tls["ca"]}
+    cfg = load_config(env, kafka__features_topic=f"tls-{tag}-in", kafka__group_id=f"tls-{tag}").kafka
+    assert _round_trip(cfg, b"through TLS") == [b"through TLS"]
+    # A CA that did not sign the broker's certificate: the handshake fails, nothing is created.
+    other_ca = tmp_path / "other-ca.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other",
+                           "-keyout", str(tmp_path / "other.key"), "-out", str(other_ca)], capture_output=True)
+    assert made.returncode == 0, made.stderr
+    untrusted = load_config({**env, "SE_KAFKA_SSL_CA": str(other_ca)}).kafka
+    with pytest.raises(KafkaAdapterError):
+        ensure_topics(untrusted, [(f"tls-{tag}-never", 1)], timeout_s=5)

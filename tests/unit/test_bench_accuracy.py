@@ -57,7 +57,8 @@ def test_aggregate_methods_mean_std_and_reduction_of_means() -> None:
     assert out["a"][accuracy.REL_LL + "_split_mean"] == pytest.approx(0.25)
 
 
-def _entry(rel_default: float, rel_stack: float, ece: tuple[float, float], cov: float, sel: tuple[float, float]) -> dict:
+def _entry(rel_default: float, rel_stack: float, ece: tuple[float, float], cov: float, sel: tuple[float, float],
+           auroc: tuple[float, float] = (0.8, 0.8)) -> dict:
     return {
         "strategies": ["caruana"], "default": "caruana", "n_test": 1000, "splits": 1,
         "methods": {"default": {accuracy.REL_LL: rel_default}, "caruana": {accuracy.REL_LL: rel_default},
@@ -65,7 +66,7 @@ def _entry(rel_default: float, rel_stack: float, ece: tuple[float, float], cov: 
         "calibration": {"ece_before": ece[0], "ece_after": ece[1]},
         "conformal": [{"alpha": 0.1, "mondrian": False, "coverage": cov, "mean_set_size": 1.0}],
         "confidence": {"selective_accuracy_at_80": sel[0], "baseline_selective_accuracy_at_80": sel[1],
-                       "measures": {"top_proba": 0.7}},
+                       "error_auroc": auroc[0], "top_proba_error_auroc": auroc[1], "measures": {"top_proba": 0.7}},
     }
 
 
@@ -81,7 +82,7 @@ def test_summarise_goals() -> None:
     assert s["best_strategy"] == "caruana"
     assert all(g["holds"] for g in s["goals"].values()), s["goals"]
     bad = {"a": _entry(0.10, 0.20, (0.05, 0.06), 0.85, (0.90, 0.91)),
-           "b": _entry(-0.02, 0.0, (0.05, 0.03), 0.90, (0.9, 0.9))}
+           "b": _entry(-0.02, 0.0, (0.05, 0.03), 0.90, (0.9, 0.9), auroc=(0.70, 0.72))}
     g = accuracy.summarise(bad)["goals"]
     assert not g["default_never_worse_than_1pct"]["holds"] and "b" in g["default_never_worse_than_1pct"]["detail"]
     assert not g["default_beats_sklearn_stacking"]["holds"]
@@ -89,6 +90,8 @@ def test_summarise_goals() -> None:
     assert not g["conformal_coverage_within_2pts"]["holds"]
     assert not g["selective_accuracy_ge_baseline"]["holds"]
     assert not g["default_mean_ge_5pct"]["holds"]  # mean 4%
+    assert not g["served_confidence_auroc_ge_top_proba"]["holds"]
+    assert g["served_confidence_auroc_ge_top_proba"]["detail"].startswith("b ")
 
 
 def test_deslib_shim_is_scoped() -> None:
@@ -104,7 +107,7 @@ def test_config_and_name_errors() -> None:
     with pytest.raises(ConfigError):
         accuracy.check_strategies(accuracy.BenchConfig(strategies=("no_such_strategy",)))
     with pytest.raises(ConfigError, match="unknown member"):
-        accuracy.pool_subset(["logreg", "xgboost"])
+        accuracy.pool_subset(["logreg", "catboost"])
     assert [s.model_id for s in accuracy.pool_subset(SMALL_POOL)(0)] == list(SMALL_POOL)
 
 
@@ -179,13 +182,28 @@ def test_cli_csv_run_writes_json_md_png(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert list(doc["datasets"]) == ["toy"]
-    from stream_ensemble.core.strategies import DEFAULT_STRATEGY
+    from stream_ensemble.core.strategies import AUTO_CANDIDATES
 
     # The default strategy is always built: the "default" entry reports it.
-    assert set(doc["datasets"]["toy"]["strategies"]) == {"caruana", "soft_voting_all", DEFAULT_STRATEGY.value}
-    assert doc["datasets"]["toy"]["default"] == DEFAULT_STRATEGY.value
+    assert set(doc["datasets"]["toy"]["strategies"]) == {c.value for c in AUTO_CANDIDATES}
+    assert doc["datasets"]["toy"]["default"] in doc["datasets"]["toy"]["strategies"]
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
     assert not out.with_suffix(".partial.json").exists()
+    # --splits 1 on 60 test rows is 1 split: --min-test-rows was not given.
+    toy = doc["datasets"]["toy"]
+    assert toy["splits"] == 1 and len(toy["default_per_split"]) == 1
+    assert toy["best_ensemble"] in toy["strategies"]
+    assert toy["calibration_per_split"][0]["reason"]
+    md = out.with_suffix(".md").read_text()
+    assert "best ensemble (oracle)" in md and "Per-split picks" in md
+    # Given explicitly, it overrides --splits, and says so.
+    res = CliRunner().invoke(bench, [
+        "accuracy", "--csv", str(csv), "--label", "label", "--out", str(tmp_path / "more.json"), "--splits", "1",
+        "--min-test-rows", "120", "--members", "logreg,naive_bayes", "--strategies", "soft_voting_all",
+        "--no-baselines", "--quiet", "--budget-s", "0"])
+    assert res.exit_code == 0, res.output
+    assert "2 splits instead of --splits 1" in res.output
+    assert json.loads((tmp_path / "more.json").read_text())["datasets"]["toy"]["splits"] == 2
 
 
 def test_cli_csv_errors(tmp_path: Path) -> None:

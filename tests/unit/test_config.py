@@ -86,7 +86,7 @@ def test_bad_redis_url_refused(url: str) -> None:
 
 
 def test_redis_password_never_in_errors_or_repr() -> None:
-    from stream_ensemble.config import redact_url
+    from stream_ensemble.addresses import redact_url
 
     with pytest.raises(ConfigError) as info:
         load_config({"SE_REDIS_URL": "redis://user:hunter2@h:6379/x"})

@@ -32,7 +32,11 @@ def wine_ensemble(tmp_path_factory: pytest.TempPathFactory) -> ServingEnsemble:
     registry = Registry(tmp_path_factory.mktemp("reg"))
     specs = [s for s in default_pool(0) if s.model_id in FAST]
     result = train(load_bundled("wine"), specs, registry, ensemble_name="wine")
-    assert result.strategy == "bnb_soft", "boosting is binary-only: the K-class default serves"
+    manifest = registry.manifest("ensembles", "wine")
+    # auto: chosen on validation rows among the candidates that take K classes (never boosting).
+    assert result.strategy == manifest["strategy_choice"]["chosen"]
+    assert set(manifest["strategy_choice"]["scores"]) == {"stacking_all", "bnb_stacking", "caruana", "bnb_weighted",
+                                                          "bnb_soft", "soft_voting_all"}
     return load_serving_ensemble(registry, "wine")
 
 
@@ -67,6 +71,8 @@ def test_explicit_binary_only_strategy_is_refused_for_k_classes(tmp_path: Path) 
     specs = [s for s in default_pool(0) if s.model_id in {"logreg", "naive_bayes"}]
     with pytest.raises(ConfigError, match="supports binary labels only"):
         train(load_bundled("wine"), specs, Registry(tmp_path), build_config=BuildConfig(strategy="rank_average"))
+    with pytest.raises(ConfigError, match="'boosting' supports binary labels only"):
+        train(load_bundled("wine"), specs, Registry(tmp_path), build_config=BuildConfig(strategy="boosting"))
 
 
 def test_wine_events_carry_per_class_probabilities(wine_ensemble: ServingEnsemble) -> None:

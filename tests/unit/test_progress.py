@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from stream_ensemble.cli.progress import PlainProgress
+from stream_ensemble.progress import PlainProgress
 
 
 def test_plain_progress_prints_periodic_lines_with_totals() -> None:

@@ -50,6 +50,12 @@ def _aggregate_methods(per_split: Sequence[dict[str, dict[str, float]]], referen
     return out
 
 
+def _best_ensemble(methods: dict[str, dict[str, float]], strategies: Sequence[str]) -> str | None:
+    """Strategy with the lowest mean *test* log loss: an oracle column (AutoGluon's "best" row), never served."""
+    finite = [m for m in strategies if m in methods and math.isfinite(methods[m]["log_loss"])]
+    return min(finite, key=lambda m: methods[m]["log_loss"]) if finite else None
+
+
 def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResult]) -> dict[str, Any]:
     """The JSON entry of one dataset from its split results.
 
@@ -103,6 +109,15 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
         "n_test": splits[0].n_test,
         "n_cal": splits[0].n_cal,
         "validated_strategy_per_split": [s.validated_pick for s in splits],
+        "default_per_split": [s.strategy_choice.get("chosen", s.default) for s in splits],
+        "strategy_choice_per_split": [s.strategy_choice for s in splits],
+        "calibration_per_split": [{k: s.calibration.get(k) for k in ("method", "reason")} for s in splits],
+        "default_cost_ms_per_1k": _mean_std([s.default_cost_ms_per_1k for s in splits])[0],
+        "members_cost": {m: {k: _mean_std([s.members_cost[m][k] for s in splits if m in s.members_cost])[0]
+                             for k in ("fit_s", "cost_ms_per_1k")} for m in splits[0].members_cost},
+        "search_per_split": [s.search for s in splits],
+        "best_ensemble": _best_ensemble(methods, [m for m in splits[0].methods_uncalibrated
+                                                  if m not in (DEFAULT, VALIDATED_STRATEGY)]),
         "calibration_protocol": splits[0].calibration_protocol,
         "splits": len(splits),
         "best_single": max(set(bests), key=lambda b: (bests.count(b), -bests.index(b))),
@@ -112,7 +127,7 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
         "strategies": [m for m in splits[0].methods_uncalibrated if m not in (DEFAULT, VALIDATED_STRATEGY)],
         "methods": methods,
         "methods_uncalibrated": _aggregate_methods(uncal, BEST_SINGLE),
-        "calibration": {k: _mean_std([s.calibration[k] for s in splits])[0] for k in splits[0].calibration},
+        "calibration": {k: _mean_std([s.calibration[k] for s in splits])[0] for k in ("ece_before", "ece_after")},
         "conformal": conformal,
         "confidence": confidence,
         "timings_s": {k: float(sum(s.timings.get(k, 0.0) for s in splits)) for k in splits[0].timings},
@@ -204,6 +219,13 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
     goals["selective_accuracy_ge_baseline"] = {
         "goal": "per dataset: selective accuracy at 80% >= baseline (raw soft voting top probability)",
         "holds": not sel_bad, "detail": ", ".join(sel_bad) or "all datasets"}
+    conf_bad = [f"{n} {e['confidence'].get('error_auroc', math.nan):.4f} < {e['confidence'].get('top_proba_error_auroc', math.nan):.4f}"
+                for n, e in datasets.items()
+                if not e["confidence"].get("error_auroc", -1.0) >= e["confidence"].get("top_proba_error_auroc", 2.0)]
+    goals["served_confidence_auroc_ge_top_proba"] = {
+        "goal": "per dataset: served confidence's test error AUROC >= top probability's (measure chosen on "
+                "the calibration part)",
+        "holds": not conf_bad, "detail": "; ".join(conf_bad) or "all datasets"}
     conf_names = list(entries[0]["confidence"].get("measures", {}))
     conf_mean = {c: _mean_std([e["confidence"]["measures"][c] for e in entries])[0] for c in conf_names}
     return {

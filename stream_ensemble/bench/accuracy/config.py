@@ -51,6 +51,9 @@ class BenchConfig:
         tolerances the goals are stated in; 0 disables.
     jobs : int
         Worker processes running the splits of a dataset in parallel (1 = in process).
+    budget_s : float
+        Seconds the members' hyperparameter search may start candidates in, per split
+        (``BuildConfig.search_budget_s``; bounds the training time).
     """
 
     splits: int = 3
@@ -63,12 +66,15 @@ class BenchConfig:
     baselines: bool = True
     min_test_rows: int = 0
     jobs: int = 1
+    budget_s: float = math.inf
 
     def __post_init__(self) -> None:
         if self.splits < 1:
             raise ConfigError(f"--splits must be >= 1, got {self.splits}")
         if self.min_test_rows < 0:
             raise ConfigError(f"--min-test-rows must be >= 0, got {self.min_test_rows}")
+        if not self.budget_s >= 0:
+            raise ConfigError(f"--budget-s must be >= 0, got {self.budget_s}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
         if len(self.fractions) != 3 or abs(sum(self.fractions) - 1.0) > 1e-9 or min(self.fractions) <= 0:
@@ -128,17 +134,17 @@ def check_strategies(config: BenchConfig) -> list[str]:
     Returns
     -------
     list of str
-        ``config.strategies`` plus the default strategy when it is not listed (the
-        ``default`` entry of every result reports it), or every registered strategy.
+        ``config.strategies`` plus the candidates ``build`` chooses the default among (the
+        ``default`` entry of every result reports the pick), or every registered strategy.
 
     Raises
     ------
     ConfigError
         An unknown strategy name.
     """
-    from stream_ensemble.core.strategies import DEFAULT_STRATEGY, STRATEGIES, parse_strategy
+    from stream_ensemble.core.strategies import AUTO_CANDIDATES, STRATEGIES, parse_strategy
 
     if config.strategies is None:
         return [s.value for s in STRATEGIES]
     names = [parse_strategy(s).value for s in config.strategies]
-    return names if DEFAULT_STRATEGY.value in names else [*names, DEFAULT_STRATEGY.value]
+    return [*names, *(c.value for c in AUTO_CANDIDATES if c.value not in names)]

@@ -73,14 +73,13 @@ def run_accuracy(
     ModelPoolError
         No member could be fitted.
     """
-    from tqdm import tqdm
-
     from stream_ensemble.bench.datasets import subsample
+    from stream_ensemble.progress import progress as progress_bar
 
     t0 = time.perf_counter()
     strategies = check_strategies(config)
     results: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=len(loaders) * config.splits, file=sys.stderr, disable=not progress, unit="split")
+    bar = progress_bar(len(loaders) * config.splits, "accuracy", unit="split", disable=not progress)
     pool = _split_pool(config.jobs)
     splits_run: dict[str, int] = {}
     try:
@@ -93,6 +92,10 @@ def run_accuracy(
                 n_splits = config.splits_for(len(stratified_split(data.y, config.fractions, config.random_state)[2]))
                 splits_run[data.name] = n_splits
                 if n_splits > config.splits:
+                    # Loud, not silent: the user asked for --splits N and gets more.
+                    print(f"{data.name}: {n_splits} splits instead of --splits {config.splits} "
+                          f"(--min-test-rows {config.min_test_rows}: test parts must total that many rows)",
+                          file=sys.stderr)
                     bar.total += n_splits - config.splits
                     bar.refresh()
                 bar.set_description(f"{data.name} ({n_splits} splits)")
@@ -116,13 +119,16 @@ def run_accuracy(
     specs = config.pool(config.random_state)
     protocol = {
         "description": (
-            f"{config.splits} repeated stratified splits per dataset (seed {config.random_state} + r; more on "
-            f"a small dataset, until its test parts total at least {config.min_test_rows} rows): "
+            f"{config.splits} repeated stratified splits per dataset (seed {config.random_state} + r"
+            + (f"; more on a small dataset, until its test parts total at least {config.min_test_rows} rows"
+               if config.min_test_rows else "") + "): "
             f"fit {config.fractions[0]:.0%} / calibration-validation {config.fractions[1]:.0%} / "
             f"test {config.fractions[2]:.0%}; encoder fit on the fit part; members fit with 5-fold "
             "out-of-fold predictions on the fit part; strategies fit on the OOF predictions; "
             "calibrator and conformal sets as build() fits them (see calibration_protocol); "
-            "best_single = member with the lowest calibration-validation log loss; metrics on test."
+            "best_single = member with the lowest calibration-validation log loss; default = the strategy "
+            "build() chose on the calibration part (auto); best_ensemble = lowest test log loss among the "
+            "strategies (an oracle, never served); metrics on test."
         ),
         "splits": config.splits,
         "min_test_rows": config.min_test_rows,
@@ -132,6 +138,7 @@ def run_accuracy(
         "pool": [s.model_id for s in specs],
         "strategies": strategies,
         "max_rows": max_rows,
+        "search_budget_s": config.budget_s,
         "conformal_alphas": list(config.alphas),
         "selective_coverage": config.coverage,
         "log_loss_clip": LL_CLIP,

@@ -111,6 +111,52 @@ class SplitResult:
     n_cal: int = 0
     validated_pick: str = ""
     calibration_protocol: str = ""
+    strategy_choice: dict[str, Any] = field(default_factory=dict)
+    members_cost: dict[str, dict[str, float]] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    default_cost_ms_per_1k: float = math.nan
+
+
+def calibration_note(calibrator: Any) -> dict[str, Any]:
+    """Which map the default's calibrator chose and, when it is the identity, why.
+
+    Parameters
+    ----------
+    calibrator : EnsembleCalibrator, TemperatureCalibrator or None
+
+    Returns
+    -------
+    dict
+        ``method`` and ``reason`` (words), plus the cross-validated scores behind it.
+    """
+    if calibrator is None:
+        return {"method": "none", "reason": "calibration disabled"}
+    if hasattr(calibrator, "temperature_"):
+        t = float(calibrator.temperature_)
+        return {"method": "temperature", "temperature": t,
+                "reason": f"temperature {t:.3f} (OOF log loss {calibrator.log_loss_before_:.4f} -> "
+                          f"{calibrator.log_loss_after_:.4f})"}
+    method = str(calibrator.method_.value)
+    scores = dict(getattr(calibrator, "cv_scores_", {}))
+    eces = dict(getattr(calibrator, "cv_ece_", {}))
+    out: dict[str, Any] = {"method": method, "cv_log_loss": scores, "cv_ece": eces}
+    if method != "none":
+        out["reason"] = f"{method}: cross-validated log loss {scores.get(method, math.nan):.4f} vs identity " \
+                        f"{scores.get('none', math.nan):.4f}"
+        return out
+    others = {k: v for k, v in scores.items() if k != "none"}
+    if not others:
+        out["reason"] = "identity: too few rows of a class to cross-validate a map"
+        return out
+    why = []
+    for k, v in others.items():
+        worse_ece = eces.get(k, -math.inf) > eces.get("none", math.inf)
+        why.append(f"{k} log loss {v:.4f} vs {scores['none']:.4f}"
+                   + (", higher ECE" if worse_ece else ", gain within one SE" if v < scores["none"] else ""))
+    if "isotonic" not in scores:
+        why.append("isotonic not tried (< 1,000 rows)")
+    out["reason"] = "identity kept (OOF probabilities already calibrated): " + "; ".join(why)
+    return out
 
 
 class _Timer:
@@ -204,7 +250,8 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         (Xf, yf), (Xc, yc), (Xt, yt) = _encode(data, parts)
     specs = config.pool(seed)
     with timer.step("build"):
-        built = build(specs, Xf, yf, Xc, yc, BuildConfig(random_state=seed), strategies=list(strategies),
+        built = build(specs, Xf, yf, Xc, yc, BuildConfig(random_state=seed, search_budget_s=config.budget_s),
+                      strategies=list(strategies),
                       progress=lambda msg: log.debug("%s: %s", timer.label, msg))
     mf = built.members
     with timer.step("predict members"):
@@ -240,6 +287,8 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
             methods[name] = proba_metrics(out["proba"], yt)
             uncal[name] = proba_metrics(out["raw_proba"], yt)
     methods[DEFAULT] = dict(methods[built.default])
+    run_default = built.strategies[built.default].required_members(np.ones(mf.n_models, dtype=bool))
+    default_cost = float(mf.costs_ms_per_1k[run_default].sum())
     uncal[DEFAULT] = dict(uncal[built.default])
     # Not in the contract: would picking the strategy per ensemble on the calibration part (the
     # same held-out rows best_single is chosen on; never test) beat a fixed default?
@@ -256,9 +305,10 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
 
     with timer.step("calibration/conformal/confidence"):
         d = scored[built.default]
-        calibration = {
+        calibration: dict[str, Any] = {
             "ece_before": expected_calibration_error(d["raw_proba"], yt),
             "ece_after": expected_calibration_error(d["proba"], yt),
+            **calibration_note(built.calibrators.get(built.default)),
         }
         conformal: list[dict[str, Any]] = []
         served = built.conformals[built.default]
@@ -291,6 +341,9 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         confidence = {
             "measure": measure,
             "error_auroc": error_auroc(conf, correct),
+            # The served measure was chosen on the calibration part; this is its test figure
+            # beside plain top probability of the same (served) probabilities.
+            "top_proba_error_auroc": measures["top_proba"],
             f"selective_accuracy_at_{round(config.coverage * 100)}": selective_accuracy(conf, correct, config.coverage),
             "baseline_error_auroc": error_auroc(base_conf, base_correct),
             f"baseline_selective_accuracy_at_{round(config.coverage * 100)}": selective_accuracy(
@@ -307,6 +360,11 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         n_cal=int(yc.shape[0]),
         validated_pick=picked,
         calibration_protocol=str(built.calibration_split),
+        strategy_choice=built.strategy_choice.as_dict() if built.strategy_choice else {"chosen": built.default},
+        members_cost={n: {"fit_s": float(mf.fit_seconds[j]), "cost_ms_per_1k": float(mf.costs_ms_per_1k[j])}
+                      for j, n in enumerate(mf.names)},
+        search={k: v.as_dict() for k, v in built.search.items()},
+        default_cost_ms_per_1k=default_cost,
     )
 
 

@@ -7,7 +7,7 @@ process. Scale comes from worker processes in a consumer group instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sklearn.base import ClassifierMixin
@@ -22,6 +22,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.tree import DecisionTreeClassifier
 
+from stream_ensemble.core.members.boosters import LightGBMMember, XGBoostMember
 from stream_ensemble.errors import ConfigError
 
 
@@ -37,15 +38,43 @@ class ModelSpec:
         Architecture family (linear, bagged_trees, boosted_trees, knn, naive_bayes, mlp, tree).
     estimator : ClassifierMixin
         Unfitted scikit-learn classifier with ``predict_proba``.
+    search : tuple of dict
+        Candidate hyperparameters (``set_params`` overrides) tried by
+        :func:`~stream_ensemble.core.members.search.tune_specs` at training time; the one with
+        the lowest validation log loss is kept. Empty: the estimator is used as given.
     """
 
     model_id: str
     family: str
     estimator: Any
+    search: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+
+
+#: LightGBM candidates: the library's usual shape, a shallow regularised one, a large-leaf
+#: bagged one and a randomised-threshold one (diverse on purpose: they may all be kept as
+#: variants). Learning rates are moderate so early stopping ends in a few hundred rounds.
+LIGHTGBM_SEARCH: tuple[dict[str, Any], ...] = (
+    {"num_leaves": 31, "min_child_samples": 20, "feature_fraction": 0.9, "learning_rate": 0.05},
+    {"num_leaves": 15, "min_child_samples": 10, "feature_fraction": 0.7, "lambda_l2": 1.0, "learning_rate": 0.05},
+    {"num_leaves": 63, "min_child_samples": 30, "feature_fraction": 0.8, "bagging_fraction": 0.8,
+     "lambda_l2": 5.0, "learning_rate": 0.03},
+    {"num_leaves": 7, "min_child_samples": 5, "feature_fraction": 1.0, "extra_trees": True, "learning_rate": 0.1},
+)
+#: XGBoost candidates, likewise spread over depth, sampling and regularisation.
+XGBOOST_SEARCH: tuple[dict[str, Any], ...] = (
+    {"max_depth": 6, "learning_rate": 0.05, "subsample": 0.8, "colsample_bytree": 0.8},
+    {"max_depth": 3, "learning_rate": 0.1, "subsample": 1.0, "colsample_bytree": 1.0},
+    {"max_depth": 8, "learning_rate": 0.03, "subsample": 0.7, "colsample_bytree": 0.6,
+     "min_child_weight": 3.0, "reg_lambda": 5.0},
+    {"max_depth": 4, "learning_rate": 0.05, "subsample": 0.9, "colsample_bytree": 0.5, "min_child_weight": 5.0},
+)
 
 
 def default_pool(random_state: int = 0) -> list[ModelSpec]:
-    """Eight heterogeneous members: the default pool ``train`` builds.
+    """Ten heterogeneous members: the default pool ``train`` builds.
+
+    Three boosters stop early on an inner split (``hist_gb`` with scikit-learn's own early
+    stopping; ``lightgbm`` and ``xgboost`` with a small hyperparameter search at training time).
 
     Parameters
     ----------
@@ -60,7 +89,9 @@ def default_pool(random_state: int = 0) -> list[ModelSpec]:
         ModelSpec("logreg", "linear", LogisticRegression(C=1.0, max_iter=2000)),
         ModelSpec("random_forest", "bagged_trees", RandomForestClassifier(n_estimators=100, min_samples_leaf=2, n_jobs=1, random_state=rs)),
         ModelSpec("extra_trees", "bagged_trees", ExtraTreesClassifier(n_estimators=100, min_samples_leaf=2, n_jobs=1, random_state=rs)),
-        ModelSpec("hist_gb", "boosted_trees", HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, early_stopping=False, random_state=rs)),
+        ModelSpec("hist_gb", "boosted_trees", HistGradientBoostingClassifier(max_iter=500, learning_rate=0.1, early_stopping=True, validation_fraction=0.15, n_iter_no_change=20, random_state=rs)),
+        ModelSpec("lightgbm", "boosted_trees", LightGBMMember(random_state=rs), search=LIGHTGBM_SEARCH),
+        ModelSpec("xgboost", "boosted_trees", XGBoostMember(random_state=rs), search=XGBOOST_SEARCH),
         ModelSpec("knn", "knn", KNeighborsClassifier(n_neighbors=15, weights="distance", algorithm="brute", n_jobs=1)),
         ModelSpec("naive_bayes", "naive_bayes", GaussianNB()),
         ModelSpec("mlp", "mlp", MLPClassifier(hidden_layer_sizes=(64,), alpha=1e-3, max_iter=400, early_stopping=True, random_state=rs)),

@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from stream_ensemble.core.members.families import ModelSpec
+from stream_ensemble.core.members.flat_forest import served_form
 from stream_ensemble.errors import ConfigError, ModelPoolError
 from stream_ensemble.types import Labels, Mask, Matrix, Proba
 
@@ -49,13 +50,16 @@ class MemberFit:
     P_oof : ndarray of shape (n_fit, n_models, n_classes)
         Out-of-fold class probabilities (float64).
     costs_ms_per_1k : ndarray of shape (n_models,)
-        Measured single-thread ``predict_proba`` time per 1,000 rows, milliseconds.
+        Measured single-thread time of one ``predict_proba`` call on 1,000 rows (the per-call
+        term plus 1,000 x the per-row term), milliseconds, as served (``served_form``).
     fit_seconds : ndarray of shape (n_models,)
         Wall time of the cross-validated fits plus the final refit, seconds.
     n_classes : int
         Number of classes (labels are ``0..n_classes-1``).
     failed : dict of str to str
         Member id -> reason, for members dropped because fitting or predicting raised.
+    call_ms : ndarray of shape (n_models,)
+        The per-call term alone: one ``predict_proba`` call on one row, milliseconds.
     """
 
     names: list[str]
@@ -66,6 +70,7 @@ class MemberFit:
     fit_seconds: FloatArray
     n_classes: int
     failed: dict[str, str] = field(default_factory=dict)
+    call_ms: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def n_models(self) -> int:
@@ -92,13 +97,27 @@ def _timing_block(X: Matrix) -> Matrix:
     return np.ascontiguousarray(np.tile(X, (reps, 1))[:TIMING_ROWS])
 
 
-def _time_predict(est: Any, block: Matrix) -> float:
-    best = np.inf
-    for _ in range(TIMING_REPEATS):
-        t0 = time.perf_counter()
-        est.predict_proba(block)
-        best = min(best, time.perf_counter() - t0)
-    return float(best * 1000.0 * 1000.0 / block.shape[0])
+def _time_predict(est: Any, block: Matrix) -> tuple[float, float]:
+    """What one ``predict_proba`` call costs: (ms per call, ms of a call on 1,000 rows).
+
+    Timed as served (:func:`served_form`) on one row (the per-call term: validation, dispatch,
+    per-tree overhead) and on the block (the per-row term); the cost of a 1,000-row call is
+    per-call + 1,000 x per-row, so selection under ``--budget-ms`` sees members whose fixed
+    cost dominates a batch, which a per-row figure hides.
+    """
+    served = served_form(est)
+
+    def best(rows: Matrix) -> float:
+        b = np.inf
+        for _ in range(TIMING_REPEATS):
+            t0 = time.perf_counter()
+            served.predict_proba(rows)
+            b = min(b, time.perf_counter() - t0)
+        return float(b * 1000.0)
+
+    call_ms = best(block[:1])
+    per_row = max(best(block) - call_ms, 0.0) / max(block.shape[0] - 1, 1)
+    return call_ms, call_ms + 1000.0 * per_row
 
 
 def _validate(X_fit: Any, y_fit: Any, n_folds: int) -> tuple[Matrix, Labels, int]:
@@ -168,6 +187,7 @@ def fit_members(
     estimators: list[Any] = []
     columns: list[FloatArray] = []
     costs: list[float] = []
+    calls: list[float] = []
     seconds: list[float] = []
     failed: dict[str, str] = {}
     with threadpool_limits(1):
@@ -186,7 +206,9 @@ def fit_members(
                 failed[spec.model_id] = f"{type(exc).__name__}: {exc}"
                 continue
             seconds.append(time.perf_counter() - t0)
-            costs.append(_time_predict(final, block))
+            call_ms, cost = _time_predict(final, block)
+            costs.append(cost)
+            calls.append(call_ms)
             names.append(spec.model_id)
             families.append(spec.family)
             estimators.append(final)
@@ -202,6 +224,7 @@ def fit_members(
         fit_seconds=np.asarray(seconds),
         n_classes=n_classes,
         failed=failed,
+        call_ms=np.asarray(calls),
     )
 
 

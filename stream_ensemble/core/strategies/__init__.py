@@ -10,8 +10,9 @@ types and errors; never serving, adapters or I/O.
 """
 
 from stream_ensemble.core.strategies.catalogue import (
+    AUTO,
+    AUTO_CANDIDATES,
     DEFAULT_STRATEGY,
-    MULTICLASS_DEFAULT_STRATEGY,
     STRATEGIES,
     SelectorKind,
     StrategyName,
@@ -22,6 +23,6 @@ from stream_ensemble.core.strategies.catalogue import (
 from stream_ensemble.core.strategies.strategy import EnsembleStrategy, FittedStrategy, fit_strategy
 
 __all__ = [
-    "DEFAULT_STRATEGY", "MULTICLASS_DEFAULT_STRATEGY", "STRATEGIES", "binary_only", "EnsembleStrategy", "FittedStrategy", "SelectorKind", "StrategyName",
+    "AUTO", "AUTO_CANDIDATES", "DEFAULT_STRATEGY", "STRATEGIES", "binary_only", "EnsembleStrategy", "FittedStrategy", "SelectorKind", "StrategyName",
     "StrategySpec", "fit_strategy", "parse_strategy",
 ]

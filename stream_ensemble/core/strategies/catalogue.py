@@ -84,19 +84,22 @@ STRATEGIES: dict[StrategyName, StrategySpec] = {
         SelectorKind.KNORA_E, CombinerName.SOFT_VOTING, "KNORA-Eliminate local competence, plain mean"),
 }
 
-#: Strategy served when none is configured: the best mean relative log-loss reduction against
-#: the best single member on the accuracy benchmark (ten shared datasets, 5-122 splits each:
-#: boosting +20.7%, bnb_stacking +20.7%, stacking_all +20.2%, caruana +18.1%), and never more
-#: than 1% worse than that member on any dataset. See the README's benchmark section.
+#: Fallback strategy of an :class:`EnsembleStrategy` constructed without a name. ``build``
+#: does not serve a constant: by default (``BuildConfig.strategy="auto"``) it picks among
+#: :data:`AUTO_CANDIDATES` on validation rows per ensemble (``core.training.choice``).
 DEFAULT_STRATEGY = StrategyName.BOOSTING
 
-#: Served by default for K > 2 classes, where boosting (binary-only) cannot run: soft voting over
-#: the members branch-and-bound selects on OOF loss. A meta-learner (``stacking_all``) was the
-#: first choice and overfits on small K-class data (wine: 178 rows, 13 x 3 meta-features, log loss
-#: 3x the best single member's in ``bench accuracy --datasets wine,digits``); averaging calibrated
-#: members has no such parameters to overfit. A constant until the per-ensemble choice on
-#: validation data (issue 13, part 2) replaces it.
-MULTICLASS_DEFAULT_STRATEGY = StrategyName.BNB_SOFT
+#: Candidates of the per-ensemble choice, in tie-break order (simpler/cheaper last is not
+#: implied; ties keep the first). Binary-only ones are skipped for K > 2 classes. The dynamic
+#: selectors, hard voting, geometric mean and rank average are left out: on the accuracy
+#: benchmark they were never better than these and cost more to serve or explain.
+AUTO_CANDIDATES: tuple[StrategyName, ...] = (
+    StrategyName.BOOSTING, StrategyName.STACKING_ALL, StrategyName.BNB_STACKING, StrategyName.CARUANA,
+    StrategyName.BNB_WEIGHTED, StrategyName.BNB_SOFT, StrategyName.SOFT_VOTING_ALL,
+)
+
+#: ``BuildConfig.strategy`` value asking for the per-ensemble choice.
+AUTO = "auto"
 
 
 def binary_only(name: StrategyName) -> bool:

@@ -19,10 +19,16 @@ Data protocol (every step is fit on rows the previous steps never trained on):
 4. Member validation metrics (for the registry manifests) are computed on the whole
    calibration part.
 
+Before step 1, members that list candidate hyperparameters are tuned on an inner split of the
+``fit`` part (:func:`~stream_ensemble.core.members.search.tune_specs`, ``search_budget_s``).
+
 Calibration: binary problems map the positive-class probability (``EnsembleCalibrator``);
 with K > 2 classes one temperature is fit on the same OOF rows (``TemperatureCalibrator``).
-With K > 2 a binary-only default strategy (boosting) is replaced by
-``BuildConfig.multiclass_strategy``; asking for a binary-only strategy explicitly is refused.
+
+The served strategy (``strategy="auto"``, the default) and confidence measure are chosen per
+ensemble on the calibration part (:mod:`stream_ensemble.core.training.choice`). A binary-only
+strategy (boosting, rank average) asked for by name on K > 2 classes is refused with a
+:class:`~stream_ensemble.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -37,18 +43,25 @@ import numpy.typing as npt
 from stream_ensemble.core.confidence.calibration import EnsembleCalibrator, parse_method
 from stream_ensemble.core.confidence.conformal import ConformalClassifier
 from stream_ensemble.core.confidence.temperature import TemperatureCalibrator
-from stream_ensemble.core.confidence.uncertainty import CONFIDENCE_MEASURES, DEFAULT_CONFIDENCE, uncertainty
-from stream_ensemble.core.evaluation import error_auroc, evaluate
+from stream_ensemble.core.evaluation import evaluate
 from stream_ensemble.core.members.families import ModelSpec
 from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_members
+from stream_ensemble.core.members.search import SearchReport, tune_specs
 from stream_ensemble.core.selection import SelectionConstraints
 from stream_ensemble.core.strategies import (
-    DEFAULT_STRATEGY,
-    MULTICLASS_DEFAULT_STRATEGY,
+    AUTO,
+    AUTO_CANDIDATES,
     EnsembleStrategy,
     binary_only,
     fit_strategy,
     parse_strategy,
+)
+from stream_ensemble.core.training.choice import (
+    Choice,
+    choose_confidence,
+    choose_strategy,
+    confidence_candidates,
+    row_log_loss,
 )
 from stream_ensemble.errors import CombinerError, ConfigError, SelectionError
 from stream_ensemble.types import Labels, Mask, Matrix, Proba
@@ -70,10 +83,10 @@ class BuildConfig:
     Parameters
     ----------
     strategy : str
-        Strategy served by default (a key of ``strategies.STRATEGIES``).
-    multiclass_strategy : str
-        Served instead when the labels have K > 2 classes and ``strategy`` is the binary-only
-        default (boosting has no K-class formulation here).
+        Strategy served by default: ``"auto"`` (chosen per ensemble on validation rows, module
+        docstring) or a key of ``strategies.STRATEGIES``.
+    search_budget_s : float
+        Seconds the hyperparameter search of the tunable members may start candidates in.
     constraints : SelectionConstraints
         Budget (default ``inf``, ms per 1,000 rows), ``max_members`` (default 8),
         ``min_diversity`` (0), metric (``log_loss``), time limit (2 s).
@@ -97,8 +110,8 @@ class BuildConfig:
         Any invalid value.
     """
 
-    strategy: str = DEFAULT_STRATEGY.value
-    multiclass_strategy: str = MULTICLASS_DEFAULT_STRATEGY.value
+    strategy: str = AUTO
+    search_budget_s: float = math.inf
     constraints: SelectionConstraints = field(default_factory=_default_constraints)
     n_folds: int = 5
     calibration: str = "auto"
@@ -108,9 +121,10 @@ class BuildConfig:
     random_state: int = 0
 
     def __post_init__(self) -> None:
-        parse_strategy(self.strategy)
-        if binary_only(parse_strategy(self.multiclass_strategy)):
-            raise ConfigError(f"multiclass_strategy {self.multiclass_strategy!r} is binary-only")
+        if self.strategy != AUTO:
+            parse_strategy(self.strategy)
+        if not self.search_budget_s >= 0:
+            raise ConfigError(f"search_budget_s must be >= 0, got {self.search_budget_s}")
         if not isinstance(self.constraints, SelectionConstraints):
             raise ConfigError(f"constraints must be a SelectionConstraints, got {type(self.constraints).__name__}")
         if not isinstance(self.n_folds, int) or self.n_folds < 2:
@@ -135,7 +149,7 @@ class BuiltEnsemble:
     conformals : dict of str to ConformalClassifier
         Per strategy.
     default : str
-        Strategy served by default (``config.strategy``).
+        Strategy served by default (``config.strategy``, or the validated pick for ``auto``).
     member_metrics : dict of str to dict
         Member name -> ``log_loss``, ``accuracy``, ``roc_auc``, ``brier`` on the calibration part.
     strategy_metrics : dict of str to dict
@@ -147,11 +161,16 @@ class BuiltEnsemble:
         Which rows the calibrator and the conformal sets were fit on (module docstring).
     config : BuildConfig
     confidence_measures : dict of str to str
-        Strategy name -> the confidence definition served (``DEFAULT_CONFIDENCE``, the best
-        on the benchmark; a per-ensemble pick on a few hundred calibration rows was noisier).
+        Strategy name -> the confidence definition served (chosen on the calibration part,
+        :func:`~stream_ensemble.core.training.choice.choose_confidence`).
     confidence_auroc : dict of str to dict
-        Strategy name -> error AUROC of every confidence definition on the calibration part
-        (a diagnostic, written to the ensemble manifest).
+        Strategy name -> error AUROC of every confidence definition on the calibration part.
+    strategy_choice : Choice or None
+        How ``default`` was chosen (``None`` when configured by name).
+    confidence_choices : dict of str to Choice
+        Strategy name -> how its confidence measure was chosen.
+    search : dict of str to SearchReport
+        Hyperparameter search per tuned member.
     """
 
     members: MemberFit
@@ -166,6 +185,9 @@ class BuiltEnsemble:
     config: BuildConfig
     confidence_measures: dict[str, str] = field(default_factory=dict)
     confidence_auroc: dict[str, dict[str, float]] = field(default_factory=dict)
+    strategy_choice: Choice | None = None
+    confidence_choices: dict[str, Choice] = field(default_factory=dict)
+    search: dict[str, SearchReport] = field(default_factory=dict)
 
     def score(self, P: Proba, available: Mask, X: Matrix | None = None,
               strategy: str | None = None) -> dict[str, np.ndarray]:
@@ -261,15 +283,16 @@ def _calibrated(calibrator: EnsembleCalibrator | TemperatureCalibrator | None, r
     return np.column_stack([1.0 - q, q])
 
 
-def _default_for(cfg: BuildConfig, n_classes: int) -> str:
-    """The strategy served by default for ``n_classes`` classes (module docstring)."""
+def _candidates(cfg: BuildConfig, n_classes: int) -> list[str]:
+    """Strategies the default is chosen among: the configured one, or the ``auto`` candidates."""
+    if cfg.strategy == AUTO:
+        return [c.value for c in AUTO_CANDIDATES if n_classes <= 2 or not binary_only(c)]
     name = parse_strategy(cfg.strategy)
-    if n_classes <= 2 or not binary_only(name):
-        return name.value
-    if name is DEFAULT_STRATEGY:
-        return parse_strategy(cfg.multiclass_strategy).value
-    raise ConfigError(f"strategy {name.value!r} supports binary labels only, got {n_classes} classes; "
-                      f"choose e.g. {MULTICLASS_DEFAULT_STRATEGY.value}")
+    if n_classes > 2 and binary_only(name):
+        multi = ", ".join(c.value for c in AUTO_CANDIDATES if not binary_only(c))
+        raise ConfigError(f"strategy {name.value!r} supports binary labels only, got {n_classes} classes; "
+                          f"use --strategy auto (the default) or one of: {multi}")
+    return [name.value]
 
 
 def _metrics(p: FloatArray, y: Labels, prefix: str = "", keep: Sequence[str] | None = None) -> dict[str, float]:
@@ -283,23 +306,6 @@ def _served_outputs(st: EnsembleStrategy, P_all: Proba, X: Matrix) -> FloatArray
     run = st.required_members(np.ones(P_all.shape[1], dtype=bool))
     avail = np.broadcast_to(run, P_all.shape[:2]).copy()
     return st.predict_proba(np.where(avail[:, :, None], P_all, np.nan), avail, X)
-
-
-def _confidence_aurocs(st: EnsembleStrategy, P_all: Proba, X: Matrix, proba: FloatArray,
-                       y: Labels) -> dict[str, float]:
-    """Error AUROC of every confidence definition on held-out rows (NaN-free: 0.5 if undefined)."""
-    run = st.required_members(np.ones(P_all.shape[1], dtype=bool))
-    avail = np.broadcast_to(run, P_all.shape[:2]).copy()
-    used = st.used_mask(avail, X)
-    # Stacking weights can be negative; the uncertainty decomposition needs a mixture.
-    weights = np.where(used, np.maximum(st.effective_weights(avail, X), 0.0), 0.0)
-    unc = uncertainty(np.where(avail[:, :, None], P_all, np.nan), used, weights, proba)
-    correct = proba.argmax(axis=1) == y
-    out = {}
-    for measure, fn in CONFIDENCE_MEASURES.items():
-        value = error_auroc(np.clip(fn(proba, unc), 0.0, 1.0), correct)
-        out[measure.value] = 0.5 if math.isnan(value) else float(value)
-    return out
 
 
 def build(
@@ -346,17 +352,19 @@ def build(
     cfg = config or BuildConfig()
     say = progress or (lambda _msg: None)
     n_classes = int(np.unique(np.asarray(y_fit)).shape[0])
-    default = _default_for(cfg, n_classes)
-    names = [parse_strategy(s).value for s in (strategies or ())]
-    if n_classes > 2:
-        names = [s for s in names if not binary_only(parse_strategy(s))]
-    if default not in names:
-        names.insert(0, default)
+    candidates = _candidates(cfg, n_classes)
+    names = list(candidates)
+    for s in strategies or ():
+        name = parse_strategy(s).value
+        if name not in names and (n_classes <= 2 or not binary_only(parse_strategy(name))):
+            names.append(name)
     Xc = np.asarray(X_cal, dtype=np.float64)
     yc = np.asarray(y_cal).astype(np.int64)
     if Xc.ndim != 2 or yc.shape != (Xc.shape[0],):
         raise ConfigError(f"X_cal must be (n, d) and y_cal (n,), got {Xc.shape} and {yc.shape}")
 
+    specs, search = tune_specs(specs, X_fit, y_fit, budget_s=cfg.search_budget_s,
+                               random_state=cfg.random_state, progress=say)
     mf = fit_members(specs, X_fit, y_fit, n_folds=cfg.n_folds, random_state=cfg.random_state, progress=say)
     fitted: dict[str, EnsembleStrategy] = {}
     failed: dict[str, str] = {}
@@ -367,18 +375,20 @@ def build(
                                         constraints=cfg.constraints, X_oof=X_fit,
                                         member_names=mf.names, random_state=cfg.random_state)
         except (SelectionError, CombinerError) as exc:
-            if name == default:
-                raise
+            if len(candidates) == 1 and name == candidates[0]:
+                raise  # the strategy asked for by name cannot be fit
             failed[name] = f"{type(exc).__name__}: {exc}"
+    if not any(c in fitted for c in candidates):
+        raise SelectionError(f"no candidate strategy could be fit: {failed}")
 
     say("predicting the calibration part")
     P_cal = predict_members(mf.estimators, Xc, n_classes=mf.n_classes)
     member_metrics = {n: _metrics(P_cal[:, j], yc, keep=MEMBER_METRICS) for j, n in enumerate(mf.names)}
-    calibrators: dict[str, EnsembleCalibrator | None] = {}
+    calibrators: dict[str, EnsembleCalibrator | TemperatureCalibrator | None] = {}
     conformals: dict[str, ConformalClassifier] = {}
     strategy_metrics: dict[str, dict[str, float]] = {}
-    confidence_auroc: dict[str, dict[str, float]] = {}
-    confidence_measures: dict[str, str] = {}
+    confidence_choices: dict[str, Choice] = {}
+    val_losses: dict[str, FloatArray] = {}
     for name, st in fitted.items():
         say(f"calibrating {name}")
         raw = _served_outputs(st, P_cal, Xc)
@@ -393,12 +403,21 @@ def build(
         conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian, cfg.conformal_randomized).fit(_calibrated(cal, raw, clip=False), yc)
         calibrators[name] = cal
         strategy_metrics[name] = {**_metrics(raw, yc), **_metrics(proba, yc, "calibrated_")}
-        confidence_auroc[name] = _confidence_aurocs(st, P_cal, Xc, proba, yc)
-        confidence_measures[name] = DEFAULT_CONFIDENCE.value
+        val_losses[name] = row_log_loss(proba, yc)
+        confidence_choices[name] = choose_confidence(confidence_candidates(st, P_cal, Xc, proba), proba.argmax(axis=1) == yc,
+                                                     random_state=cfg.random_state)
+    strategy_choice = None
+    if cfg.strategy == AUTO:
+        strategy_choice = choose_strategy({c: val_losses[c] for c in candidates if c in val_losses})
+        default = strategy_choice.chosen
+    else:
+        default = candidates[0]
     protocol = "calibrator on OOF rows, conformal on the calibration part"
     return BuiltEnsemble(
         members=mf, strategies=fitted, calibrators=calibrators, conformals=conformals,
         default=default, member_metrics=member_metrics,
         strategy_metrics=strategy_metrics, failed_strategies=failed, calibration_split=protocol,
-        config=cfg, confidence_measures=confidence_measures, confidence_auroc=confidence_auroc,
+        config=cfg, confidence_measures={k: c.chosen for k, c in confidence_choices.items()},
+        confidence_auroc={k: c.scores for k, c in confidence_choices.items()},
+        strategy_choice=strategy_choice, confidence_choices=confidence_choices, search=search,
     )

@@ -100,7 +100,9 @@ def train(
                 "dataset": data.name,
                 "metrics": metrics,
                 "cost_ms_per_1k": float(mf.costs_ms_per_1k[j]),
+                **({"call_ms": float(mf.call_ms[j])} if j < len(mf.call_ms) else {}),
                 "fit_seconds": float(mf.fit_seconds[j]),
+                **({"search": built.search[name].as_dict()} if name in built.search else {}),
             },
         )
         members.append({"name": name, "version": ref.version, "family": mf.families[j],
@@ -134,10 +136,25 @@ def train(
             "conformal": _conformal_settings(built.conformals.get(strategy)),
             "confidence_error_auroc": built.confidence_auroc.get(strategy, {}),
             "metrics": built.strategy_metrics.get(strategy, {}) if hasattr(built, "strategy_metrics") else {},
+            # How the served strategy and confidence were chosen (validation rows; runner-up).
+            "strategy_choice": built.strategy_choice.as_dict() if built.strategy_choice else
+            {"chosen": strategy, "runner_up": None, "rule": "configured by name"},
+            "confidence_choice": built.confidence_choices[strategy].as_dict()
+            if strategy in built.confidence_choices else None,
+            "member_search": {k: v.as_dict() for k, v in built.search.items()},
+            "calibration_method": _calibration_method(built.calibrators.get(strategy)),
         },
     )
     say(f"saved ensemble {ref.tag} (strategy {strategy})")
     return TrainResult(ensemble_name, ref.version, members, strategy, int(holdout_rows.size))
+
+
+def _calibration_method(calibrator: Any) -> str:
+    """Name of the fitted calibration map (``temperature`` for K classes, ``none`` if absent)."""
+    if calibrator is None:
+        return "none"
+    method = getattr(calibrator, "method_", None)
+    return str(getattr(method, "value", method)) if method is not None else "temperature"
 
 
 def _conformal_settings(conformal: Any) -> dict[str, Any] | None:

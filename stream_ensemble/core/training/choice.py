@@ -1,0 +1,178 @@
+"""Per-ensemble choices made on validation rows: the served strategy and confidence measure.
+
+Both are picked on the ``calibration`` part of ``train``'s split -- rows no member, strategy or
+calibrator was fit on -- never a constant tuned on a benchmark's datasets:
+
+* **Strategy** (``BuildConfig.strategy="auto"``): every candidate of
+  :data:`~stream_ensemble.core.strategies.AUTO_CANDIDATES` that supports the label count is fit
+  on the OOF predictions, calibrated, and scored by its calibrated log loss on the held-out
+  rows; the lowest is served. The runner-up and the paired standard error of the gap between
+  them are recorded, so a reader sees when the choice was a coin flip.
+* **Confidence measure**: the error AUROC of every definition in
+  :data:`~stream_ensemble.core.confidence.uncertainty.CONFIDENCE_MEASURES` on the same rows.
+  Plain top probability is the baseline every other measure must beat: another measure is
+  served only when its AUROC lead over ``top_proba`` exceeds one bootstrap standard error of
+  the paired difference (the "one-standard-error rule"). On a few hundred rows the best
+  measure on validation is often only noise ahead, and out of sample then ranks errors worse
+  than top probability -- what the rule guards against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import rankdata
+
+from stream_ensemble.core.confidence.uncertainty import CONFIDENCE_MEASURES, uncertainty
+from stream_ensemble.core.strategies import EnsembleStrategy
+from stream_ensemble.types import Labels, Matrix, Proba
+
+FloatArray = npt.NDArray[np.float64]
+#: The baseline measure (ConfidenceName.TOP_PROBA's value).
+BASELINE_MEASURE = "top_proba"
+#: Bootstrap resamples of the confidence choice.
+N_BOOTSTRAP = 200
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A validated choice, as written to the ensemble manifest.
+
+    Attributes
+    ----------
+    chosen : str
+    runner_up : str or None
+    scores : dict of str to float
+        Validation score of every candidate (log loss: lower is better; AUROC: higher).
+    rule : str
+        How ``chosen`` was picked, in words.
+    detail : dict
+        Gap to the runner-up and its standard error, or the confidence lead and its SE.
+    """
+
+    chosen: str
+    runner_up: str | None
+    scores: dict[str, float]
+    rule: str
+    detail: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN left out: manifests are strict JSON)."""
+        return {"chosen": self.chosen, "runner_up": self.runner_up,
+                "scores": {k: v for k, v in self.scores.items() if math.isfinite(v)}, "rule": self.rule,
+                "detail": {k: v for k, v in self.detail.items() if math.isfinite(v)}}
+
+
+def row_log_loss(proba: FloatArray, y: Labels) -> FloatArray:
+    """Per-row log loss, shape (n,), true-class probability clipped at 1e-15."""
+    p = np.asarray(proba, dtype=np.float64)
+    return np.asarray(-np.log(np.clip(p[np.arange(y.size), y], 1e-15, 1.0)))
+
+
+def choose_strategy(losses: Mapping[str, FloatArray]) -> Choice:
+    """Lowest mean validation log loss; ties keep the first candidate listed.
+
+    Parameters
+    ----------
+    losses : mapping of str to ndarray of shape (n_val,)
+        Per-row calibrated log loss of each candidate on the same validation rows, in
+        candidate order.
+
+    Returns
+    -------
+    Choice
+    """
+    means = {k: float(np.mean(v)) for k, v in losses.items()}
+    order = sorted(means, key=lambda k: (means[k] if math.isfinite(means[k]) else math.inf, list(means).index(k)))
+    best = order[0]
+    runner = order[1] if len(order) > 1 else None
+    detail: dict[str, float] = {}
+    if runner is not None:
+        diff = np.asarray(losses[runner]) - np.asarray(losses[best])
+        detail = {"gap": float(diff.mean()), "gap_se": float(diff.std(ddof=1) / math.sqrt(max(diff.size, 1)))
+                  if diff.size > 1 else math.nan}
+    return Choice(best, runner, means, "lowest calibrated log loss on the calibration part", detail)
+
+
+def _auroc(conf: FloatArray, correct: npt.NDArray[np.bool_]) -> float:
+    """Rank AUROC of ``conf`` separating correct (positive) from wrong rows (ties averaged)."""
+    n_pos = int(correct.sum())
+    n_neg = correct.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(conf)  # average ranks over ties
+    return float((ranks[correct].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def choose_confidence(confidences: Mapping[str, FloatArray], correct: npt.NDArray[np.bool_],
+                      random_state: int = 0) -> Choice:
+    """The served confidence measure (module docstring: one-SE rule against top probability).
+
+    Parameters
+    ----------
+    confidences : mapping of str to ndarray of shape (n_val,)
+        Each measure's confidence on the validation rows; must include ``top_proba``.
+    correct : ndarray of bool, shape (n_val,)
+        Whether the served decision was right on each row.
+    random_state : int, default=0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    Choice
+        ``scores``: error AUROC per measure (0.5 where undefined).
+    """
+    ok = np.asarray(correct, dtype=bool)
+    conf = {k: np.asarray(v, dtype=np.float64) for k, v in confidences.items()}
+    scores = {k: _auroc(v, ok) for k, v in conf.items()}
+    scores = {k: (0.5 if math.isnan(v) else v) for k, v in scores.items()}
+    best = max(scores, key=lambda k: (scores[k], k == BASELINE_MEASURE))
+    order = sorted(scores, key=lambda k: -scores[k])
+    runner = next((k for k in order if k != best), None)
+    rule = "top_proba unless another measure's validation error AUROC leads it by more than one bootstrap SE"
+    if best == BASELINE_MEASURE or BASELINE_MEASURE not in conf:
+        return Choice(best, runner, scores, rule)
+    rng = np.random.default_rng(random_state)
+    diffs = []
+    for _ in range(N_BOOTSTRAP):
+        idx = rng.integers(0, ok.size, ok.size)
+        d = _auroc(conf[best][idx], ok[idx]) - _auroc(conf[BASELINE_MEASURE][idx], ok[idx])
+        if math.isfinite(d):
+            diffs.append(d)
+    lead = scores[best] - scores[BASELINE_MEASURE]
+    se = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.inf
+    detail = {"lead_over_top_proba": lead, "lead_se": se}
+    if lead > se:
+        return Choice(best, runner, scores, rule, detail)
+    return Choice(BASELINE_MEASURE, best, scores, rule, detail)
+
+
+def confidence_candidates(st: EnsembleStrategy, P_all: Proba, X: Matrix, proba: FloatArray) -> dict[str, FloatArray]:
+    """Every confidence definition on rows scored as served (only the required members present).
+
+    Parameters
+    ----------
+    st : EnsembleStrategy
+    P_all : ndarray of shape (n, n_models, n_classes)
+        Every member's output on the rows.
+    X : ndarray of shape (n, n_features)
+    proba : ndarray of shape (n, n_classes)
+        The strategy's calibrated probabilities on the rows.
+
+    Returns
+    -------
+    dict of str to ndarray of shape (n,)
+        Confidence in [0, 1] per measure name.
+    """
+    run = st.required_members(np.ones(P_all.shape[1], dtype=bool))
+    avail = np.broadcast_to(run, P_all.shape[:2]).copy()
+    used = st.used_mask(avail, X)
+    # Stacking weights can be negative; the uncertainty decomposition needs a mixture.
+    weights = np.where(used, np.maximum(st.effective_weights(avail, X), 0.0), 0.0)
+    unc = uncertainty(np.where(avail[:, :, None], P_all, np.nan), used, weights, proba)
+    return {m.value: np.clip(fn(proba, unc), 0.0, 1.0) for m, fn in CONFIDENCE_MEASURES.items()}
