@@ -134,8 +134,12 @@ class WorkerConfig:
     explain: str = "summary"
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    deploy_poll_s: float = 0.5
 
     def __post_init__(self) -> None:
+        if not 0 <= self.deploy_poll_s <= 1.0:
+            # The product promises a deploy is seen within 1 s; 0 turns the watch off.
+            raise ConfigError(f"deploy poll must be in [0, 1] seconds (0: do not watch), got {self.deploy_poll_s}")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics port must be in 0..65535 (0: no metrics server), got {self.metrics_port}")
         if self.metrics_port:
@@ -259,6 +263,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker.metrics_port", "SE_METRICS_PORT", "--metrics-port", "Serve /metrics, /healthz, /readyz on this port (0: off)."),
     Setting("worker.metrics_host", "SE_METRICS_HOST", "--metrics-host", "Address the metrics server binds (0.0.0.0 to expose it)."),
     Setting("worker.explain", "SE_EXPLAIN", "--explain", "Explanation level: none, summary or full."),
+    Setting("worker.deploy_poll_s", "SE_DEPLOY_POLL_S", "--deploy-poll-s", "Seconds between reads of se:deploy:<ensemble> (hot deploy; 0: off)."),
     Setting("ab.outcomes_topic", "SE_OUTCOMES_TOPIC", "--outcomes-topic", "Topic of outcome events (true labels)."),
     Setting("ab.shadow_topic", "SE_SHADOW_TOPIC", "--shadow-topic", "Topic of shadow arms' scored events."),
     Setting("ab.outcomes_dlq_topic", "SE_OUTCOMES_DLQ_TOPIC", "--outcomes-dlq-topic", "Dead-letter topic for malformed outcomes."),

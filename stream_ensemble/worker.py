@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -68,9 +69,13 @@ class Worker:
     """
 
     def __init__(self, source: EventSource, sink: EventSink, service: ScoringService | ExperimentRouter, cfg: KafkaConfig,
-                 observer: BatchObserver | None = None, shadow_topic: str = "scores.shadow") -> None:
+                 observer: BatchObserver | None = None, shadow_topic: str = "scores.shadow",
+                 between_batches: Callable[[], object] | None = None) -> None:
         self.shadow_topic = shadow_topic
         self.observer = observer
+        # Called before each poll, in this thread: the only point where hot deploy swaps the
+        # service's ensemble, so a batch is scored wholly by one version.
+        self.between_batches = between_batches
         self.source = source
         self.sink = sink
         self.service = service
@@ -103,6 +108,8 @@ class Worker:
         """
         if self._failed is not None:
             raise RuntimeError("worker stopped after outputs were not acknowledged") from self._failed
+        if self.between_batches is not None:
+            self.between_batches()
         t0 = time.perf_counter()
         messages = self.source.poll_batch(self.cfg.batch_size, self.cfg.poll_timeout_s)
         if not messages:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import orjson
@@ -81,6 +81,7 @@ class ScoringService:
         self.experiment: str | None = None
         self.on_error = on_error
         self.clock = clock
+        self.seen_features: Iterable[str] = ()
 
     # ------------------------------------------------------------------ API
     def handle(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -105,6 +106,7 @@ class ScoringService:
                 result.dead_letters.append(DeadLetter(msg, exc.reason, exc.kind, exc.event_id))
         if not events:
             return result
+        self.seen_features = events[0][1].features.keys()  # for hot deploy's schema check
         healthy = self.ensemble.health_vector(self.health.down())
         selection = self.ensemble.strategy.selection_id(healthy)
         result.selection_id = selection
