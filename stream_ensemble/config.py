@@ -134,8 +134,12 @@ class WorkerConfig:
     explain: str = "summary"
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    deploy_poll_s: float = 0.5
 
     def __post_init__(self) -> None:
+        if not 0 <= self.deploy_poll_s <= 1.0:
+            # The product promises a deploy is seen within 1 s; 0 turns the watch off.
+            raise ConfigError(f"deploy poll must be in [0, 1] seconds (0: do not watch), got {self.deploy_poll_s}")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics port must be in 0..65535 (0: no metrics server), got {self.metrics_port}")
         if self.metrics_port:
@@ -146,6 +150,41 @@ class WorkerConfig:
             raise ConfigError("ensemble name must not be empty")
 
 
+AB_METRICS = ("accuracy", "log_loss", "brier")
+
+
+@dataclass(frozen=True, slots=True)
+class ABConfig:
+    """Experiments: the outcome join (``ab evaluate``), its topics, the guardrail and the ramp."""
+
+    outcomes_topic: str = "outcomes"
+    shadow_topic: str = "scores.shadow"
+    outcomes_dlq_topic: str = "outcomes.dlq"
+    app_id: str = "stream-ensemble-ab"
+    join_window_s: float = 300.0
+    metric: str = "accuracy"
+    alpha: float = 0.05
+    min_outcomes: int = 200
+    outcomes_per_step: int = 500
+    refresh_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        names = (self.outcomes_topic, self.shadow_topic, self.outcomes_dlq_topic, self.app_id)
+        if not all(names) or len(set(names[:3])) != 3:
+            raise ConfigError(f"outcomes, shadow and outcomes DLQ topics and the app id must be distinct and non-empty: {names}")
+        if not self.join_window_s > 0:
+            raise ConfigError(f"join window must be > 0 seconds, got {self.join_window_s}")
+        if self.metric not in AB_METRICS:
+            raise ConfigError(f"experiment metric must be one of {', '.join(AB_METRICS)}, got {self.metric!r}")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"experiment alpha must be in (0, 1), got {self.alpha}")
+        if self.min_outcomes < 0 or self.outcomes_per_step < 1:
+            raise ConfigError("guardrail min outcomes must be >= 0 and outcomes per ramp step >= 1")
+        if not 0 < self.refresh_s <= 1.0:
+            # The product promises an experiment change in Redis is seen within 1 s.
+            raise ConfigError(f"experiment refresh must be in (0, 1] seconds, got {self.refresh_s}")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """All settings of one worker process."""
@@ -153,6 +192,7 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    ab: ABConfig = field(default_factory=ABConfig)
 
 
 SECRETS = frozenset({"sasl_password", "ssl_key_password"})
@@ -161,7 +201,7 @@ SECRETS = frozenset({"sasl_password", "ssl_key_password"})
 def redacted(cfg: Config) -> dict[str, dict[str, Any]]:
     """Every setting of ``cfg`` as plain values, secrets as ``***`` (for logs and ``--json``)."""
     out: dict[str, dict[str, Any]] = {}
-    for section in ("kafka", "redis", "worker"):
+    for section in ("kafka", "redis", "worker", "ab"):
         part = getattr(cfg, section)
         values: dict[str, Any] = {}
         for f in fields(part):
@@ -223,9 +263,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker.metrics_port", "SE_METRICS_PORT", "--metrics-port", "Serve /metrics, /healthz, /readyz on this port (0: off)."),
     Setting("worker.metrics_host", "SE_METRICS_HOST", "--metrics-host", "Address the metrics server binds (0.0.0.0 to expose it)."),
     Setting("worker.explain", "SE_EXPLAIN", "--explain", "Explanation level: none, summary or full."),
+    Setting("worker.deploy_poll_s", "SE_DEPLOY_POLL_S", "--deploy-poll-s", "Seconds between reads of se:deploy:<ensemble> (hot deploy; 0: off)."),
+    Setting("ab.outcomes_topic", "SE_OUTCOMES_TOPIC", "--outcomes-topic", "Topic of outcome events (true labels)."),
+    Setting("ab.shadow_topic", "SE_SHADOW_TOPIC", "--shadow-topic", "Topic of shadow arms' scored events."),
+    Setting("ab.outcomes_dlq_topic", "SE_OUTCOMES_DLQ_TOPIC", "--outcomes-dlq-topic", "Dead-letter topic for malformed outcomes."),
+    Setting("ab.app_id", "SE_AB_APP_ID", "--app-id", "faust app id of the outcome join (its consumer group and table topics)."),
+    Setting("ab.join_window_s", "SE_AB_JOIN_WINDOW_S", "--join-window-s", "Seconds a score waits for its outcome (and an outcome for its score)."),
+    Setting("ab.metric", "SE_AB_METRIC", "--ab-metric", "Metric the guardrail and winner use: accuracy, log_loss or brier."),
+    Setting("ab.alpha", "SE_AB_ALPHA", "--alpha", "Level of the intervals, the confidence sequence and the guardrail."),
+    Setting("ab.min_outcomes", "SE_AB_MIN_OUTCOMES", "--min-outcomes", "Challenger outcomes joined before the guardrail may stop it."),
+    Setting("ab.outcomes_per_step", "SE_AB_OUTCOMES_PER_STEP", "--outcomes-per-step", "Challenger outcomes joined per canary ramp step."),
+    Setting("ab.refresh_s", "SE_AB_REFRESH_S", "--ab-refresh-s", "Seconds between reads of the se:ab:* experiments (at most 1)."),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
-SECTIONS = {"kafka": KafkaConfig, "redis": RedisConfig, "worker": WorkerConfig}
+SECTIONS = {"kafka": KafkaConfig, "redis": RedisConfig, "worker": WorkerConfig, "ab": ABConfig}
 
 
 def setting_default(key: str) -> Any:
@@ -307,6 +358,7 @@ def load_config(env: Mapping[str, str] | None = None, config_file: Path | str | 
         kafka=_build(base.kafka, values["kafka"]),
         redis=_build(base.redis, values["redis"]),
         worker=_build(base.worker, values["worker"]),
+        ab=_build(base.ab, values["ab"]),
     )
 
 

@@ -69,3 +69,16 @@ class BatchObserver(Protocol):
     def batch(self, messages: Sequence[RawMessage], result: BatchResult, scoring_s: float, batch_s: float) -> None:
         """A batch was produced, acknowledged and committed (or its commit failed harmlessly)."""
         ...
+
+
+class DeployStore(Protocol):
+    """Where a fleet's served version is set (``se:deploy:<ensemble>``). Advisory: a failed
+    read returns the last known target, a failed write is logged, neither raises."""
+
+    def target(self) -> str | None:
+        """The ``name@vN`` the fleet should serve, or ``None`` when unset."""
+        ...
+
+    def refused(self, tag: str, reason: str) -> None:
+        """Record that this worker refused ``tag`` and why (read by ``deploy status``)."""
+        ...

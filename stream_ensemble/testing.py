@@ -83,3 +83,17 @@ class InMemorySink:
 def raw(value: bytes | None, offset: int = 0, topic: str = "features", partition: int = 0) -> RawMessage:
     """A :class:`RawMessage` at a position, for tests."""
     return RawMessage(value=value, key=None, ref=SourceRef(topic, partition, offset))
+
+
+class InMemoryDeploys:
+    """:class:`~stream_ensemble.ports.DeployStore` whose target tests set directly."""
+
+    def __init__(self, target: str | None = None) -> None:
+        self.target_tag = target
+        self.refusals: dict[str, str] = {}
+
+    def target(self) -> str | None:
+        return self.target_tag
+
+    def refused(self, tag: str, reason: str) -> None:
+        self.refusals[tag] = reason

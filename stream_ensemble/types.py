@@ -80,7 +80,8 @@ class DeadLetter:
 class BatchResult:
     """Output of the engine for one batch.
 
-    ``scored`` holds ``(key, encoded scored event, source ref)`` triples ready to produce.
+    ``scored`` holds ``(key, encoded scored event, source ref)`` triples ready to produce;
+    ``shadow`` the same for shadow arms' scores of events already in ``scored`` (not counted).
     """
 
     scored: list[tuple[bytes, bytes, SourceRef]] = field(default_factory=list)
@@ -89,3 +90,6 @@ class BatchResult:
     cache_misses: int = 0
     # The selection (members in use) the batch was scored with; metrics count changes.
     selection_id: str = ""
+    shadow: list[tuple[bytes, bytes, SourceRef]] = field(default_factory=list)
+    # Events per (experiment, arm) routed in this batch (shadow arms included); metrics count them.
+    arms: dict[tuple[str, str], int] = field(default_factory=dict)

@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -23,6 +24,7 @@ from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.ports import BatchObserver, EventSink, EventSource
 from stream_ensemble.serving.codec import dlq_record
 from stream_ensemble.serving.engine import ScoringService
+from stream_ensemble.serving.router import ExperimentRouter
 from stream_ensemble.types import BatchResult, RawMessage
 
 log = logging.getLogger("stream_ensemble.worker")
@@ -66,9 +68,14 @@ class Worker:
         Topics, batch size and timeouts.
     """
 
-    def __init__(self, source: EventSource, sink: EventSink, service: ScoringService, cfg: KafkaConfig,
-                 observer: BatchObserver | None = None) -> None:
+    def __init__(self, source: EventSource, sink: EventSink, service: ScoringService | ExperimentRouter, cfg: KafkaConfig,
+                 observer: BatchObserver | None = None, shadow_topic: str = "scores.shadow",
+                 between_batches: Callable[[], object] | None = None) -> None:
+        self.shadow_topic = shadow_topic
         self.observer = observer
+        # Called before each poll, in this thread: the only point where hot deploy swaps the
+        # service's ensemble, so a batch is scored wholly by one version.
+        self.between_batches = between_batches
         self.source = source
         self.sink = sink
         self.service = service
@@ -101,6 +108,8 @@ class Worker:
         """
         if self._failed is not None:
             raise RuntimeError("worker stopped after outputs were not acknowledged") from self._failed
+        if self.between_batches is not None:
+            self.between_batches()
         t0 = time.perf_counter()
         messages = self.source.poll_batch(self.cfg.batch_size, self.cfg.poll_timeout_s)
         if not messages:
@@ -120,6 +129,8 @@ class Worker:
         scores_topic = self.cfg.scores_topic
         for key, value, _ in result.scored:
             send(scores_topic, key, value)
+        for key, value, _ in result.shadow:  # shadow arms: acknowledged with the batch, like the rest
+            send(self.shadow_topic, key, value)
         for dead in result.dead_letters:
             log.warning(
                 "dead-lettered %s[%d]@%d event_id=%s: %s",

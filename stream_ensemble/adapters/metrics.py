@@ -7,7 +7,8 @@ workers in one process never collide) and the hooks the rest of the code calls; 
 
 Hooks other features call (series exist from the start, at 0 until the feature lands):
 ``member(name, seconds, failed_reason)``, ``breaker(name, state)``, ``degraded(reason, n)``,
-``arm(experiment, arm, n)``, ``selection(selection_id)``.
+``arm(experiment, arm, n)``, ``selection(selection_id)``, ``deploy_swap(version)``,
+``deploy_refused(version)``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class WorkerMetrics:
         self.consumer_lag = Gauge("se_consumer_lag", "Messages behind the partition end (librdkafka stats)", ["topic", "partition"], registry=r)
         self.arm_events = Counter("se_experiment_arm_events", "Events routed to each experiment arm", ["experiment", "arm"], registry=r)
         self.commit_failures = Counter("se_commit_failures", "Offset commits that failed (events re-delivered)", registry=r)
+        self.deploy_swaps = Counter("se_deploy_swaps", "Hot swaps to a newly deployed ensemble version", ["version"], registry=r)
+        self.deploy_refusals = Counter("se_deploy_refused", "Deployed versions refused by validation", ["version"], registry=r)
         self.info = Info("se_build", "Build and serving information", registry=r)
         self.info.info({"python": platform.python_version(), **(build or {})})
         self.stall_s = stall_s
@@ -125,6 +128,8 @@ class WorkerMetrics:
             self.dead_lettered.labels(dead.error_type).inc()
         self.cache_hits.inc(result.cache_hits)
         self.cache_misses.inc(result.cache_misses)
+        for (experiment, arm), n in result.arms.items():
+            self.arm(experiment, arm, n)
         self.batch_size.observe(len(messages))
         self.scoring_seconds.observe(scoring_s)
         self.batch_seconds.observe(batch_s)
@@ -159,6 +164,14 @@ class WorkerMetrics:
     def breaker(self, name: str, state: str) -> None:
         """Circuit breaker state of a member: ``closed``, ``half_open`` or ``open``."""
         self.breaker_state.labels(name).set(BREAKER_STATES[state])
+
+    def deploy_swap(self, version: str) -> None:
+        """The worker now serves ``version`` (hot deploy)."""
+        self.deploy_swaps.labels(version).inc()
+
+    def deploy_refused(self, version: str) -> None:
+        """A deployed ``version`` failed validation; the old one keeps serving."""
+        self.deploy_refusals.labels(version).inc()
 
     def degraded(self, reason: str, n: int = 1) -> None:
         """``n`` events scored in degraded mode for ``reason``."""

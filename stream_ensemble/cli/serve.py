@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,21 +33,34 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("kafka.partitions", type=click.IntRange(1, 1000))
 @setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
 @setting_option("worker.metrics_host")
+@setting_option("worker.deploy_poll_s", type=click.FloatRange(0.0, 1.0))
+@setting_option("ab.shadow_topic")
+@setting_option("ab.refresh_s", type=click.FloatRange(min=0.01, max=1.0))
 @click.option("--max-idle", type=float, default=None, help="Exit after this many idle seconds (default: run until SIGTERM).")
 @click.pass_context
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
           dlq_topic: str | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
           cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
-          metrics_host: str | None, max_idle: float | None) -> None:
-    """Consume feature events, score them, produce scored events (until SIGTERM)."""
+          metrics_host: str | None, deploy_poll_s: float | None, shadow_topic: str | None, ab_refresh_s: float | None,
+          max_idle: float | None) -> None:
+    """Consume feature events, score them, produce scored events (until SIGTERM).
+
+    The version served is the fleet's deploy target (`stream-ensemble deploy NAME@vN`, Redis
+    key se:deploy:<ensemble>) when set, else --ensemble-version, else the latest; a new
+    target is loaded, validated and swapped in between batches without a restart.
+    """
+    from stream_ensemble.adapters.deploy_store import RedisDeployStore
     from stream_ensemble.adapters.heartbeat import Heartbeat
     from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics, topic_partitions
     from stream_ensemble.adapters.metrics import ProbeServer, WorkerMetrics
     from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
     from stream_ensemble.core.registry import Registry
+    from stream_ensemble.serving.deploy import DeployWatcher
     from stream_ensemble.serving.engine import ScoringService
-    from stream_ensemble.serving.loading import load_serving_ensemble
+    from stream_ensemble.serving.ensemble import ServingEnsemble
+    from stream_ensemble.serving.loading import load_with_smoke_rows
+    from stream_ensemble.serving.versions import LoadedEnsembles
     from stream_ensemble.worker import Worker
 
     pin_threads()
@@ -56,7 +70,8 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         kafka__poll_timeout_s=max_wait_ms / 1000.0 if max_wait_ms is not None else max_wait_s,
         kafka__partitions=partitions, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
-        worker__metrics_port=metrics_port, worker__metrics_host=metrics_host,
+        worker__metrics_port=metrics_port, worker__metrics_host=metrics_host, worker__deploy_poll_s=deploy_poll_s,
+        ab__shadow_topic=shadow_topic, ab__refresh_s=ab_refresh_s,
     )
     log.info("configuration", extra={"event": "configuration", **redacted(cfg)})
     metrics = WorkerMetrics()
@@ -66,11 +81,12 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         probes = ProbeServer(metrics, cfg.worker.metrics_host, cfg.worker.metrics_port).start()
         log.info("metrics on http://%s:%d/metrics", cfg.worker.metrics_host, probes.port,
                  extra={"event": "metrics", "port": probes.port})
-    ens = load_serving_ensemble(Registry(cfg.worker.registry), cfg.worker.ensemble, ensemble_version)
-    metrics.info.info({"version": _version(), "ensemble": ens.tag, "strategy": ens.strategy.name,
-                       "members": ",".join(ens.pool.names)})
-    metrics.model_loaded = True
     client = connect(cfg.redis)
+    reg = Registry(cfg.worker.registry)
+    deploys = RedisDeployStore(client, cfg.redis.key_prefix, cfg.worker.ensemble)
+    ens = _first_version(reg, cfg.worker.ensemble, ensemble_version, deploys)
+    metrics.info.info(_build_info(ens))
+    metrics.model_loaded = True
     parts = cfg.kafka.partitions
     ensure_topics(cfg.kafka, [(cfg.kafka.features_topic, parts), (cfg.kafka.scores_topic, parts), (cfg.kafka.dlq_topic, 1)])
     have = topic_partitions(cfg.kafka, [cfg.kafka.features_topic]).get(cfg.kafka.features_topic, parts)
@@ -84,6 +100,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         ens, health,
         RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain, cfg.redis.key_prefix,
     )
+    router = _router(cfg, service, client, health)
     stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.kafka_stats}
     source = KafkaSource(cfg.kafka, extra=stats, on_assignment=metrics.assignment)
     sink = KafkaSink(cfg.kafka)
@@ -92,7 +109,22 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         "features_topic": cfg.kafka.features_topic, "scores_topic": cfg.kafka.scores_topic,
     }, health=health.down)
     metrics.selection(ens.strategy.selection_id(ens.health_vector(health.down())))  # known before the first batch
-    worker = Worker(source, sink, service, cfg.kafka, observer=heartbeat)
+    watcher = None
+    if cfg.worker.deploy_poll_s > 0:
+        def swapped(old: ServingEnsemble, new: ServingEnsemble) -> None:
+            heartbeat.serving.update(ensemble=new.tag, strategy=new.strategy.name, members=new.member_tags)
+            metrics.info.info(_build_info(new))
+            metrics.deploy_swap(new.tag)
+            metrics.selection(new.strategy.selection_id(new.health_vector(health.down())))
+
+        watcher = DeployWatcher(
+            LoadedEnsembles(ens), deploys, lambda name, v: load_with_smoke_rows(reg, name, v),
+            cfg.worker.deploy_poll_s, lambda: frozenset(service.seen_features), swapped,
+            on_refuse=metrics.deploy_refused,
+        ).start()
+    # hot deploy swaps the champion's version; experiments route around it
+    worker = Worker(source, sink, router, cfg.kafka, observer=heartbeat, shadow_topic=cfg.ab.shadow_topic,
+                    between_batches=(lambda: watcher.apply(service)) if watcher is not None else None)
     worker.install_signal_handlers()
     log.info("serving %s (%d members, strategy %s) from %s to %s", ens.tag, len(ens.pool), ens.strategy.name,
              cfg.kafka.features_topic, cfg.kafka.scores_topic)
@@ -103,10 +135,36 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
     try:
         worker.run(max_idle_s=max_idle)
     finally:
+        if watcher is not None:
+            watcher.close()
         heartbeat.close()
         source.close()
         if probes is not None:
             probes.close()
+
+
+def _router(cfg: Any, champion: Any, client: Any, health: Any) -> Any:
+    """The experiment router: se:ab:<ensemble> read each second, challenger versions loaded once."""
+    from stream_ensemble.adapters.ab_store import ABStore
+    from stream_ensemble.adapters.kafka import ensure_topics
+    from stream_ensemble.adapters.redis_store import RedisCache
+    from stream_ensemble.core.registry import Registry
+    from stream_ensemble.serving.engine import ScoringService
+    from stream_ensemble.serving.loading import load_serving_ensemble
+    from stream_ensemble.serving.router import ExperimentRouter
+
+    store = ABStore(client, cfg.redis.key_prefix)
+    ensure_topics(cfg.kafka, [(cfg.ab.shadow_topic, cfg.kafka.partitions)])
+
+    def load(tag: str) -> ScoringService:
+        name, _, v = tag.rpartition("@v")
+        ens = load_serving_ensemble(Registry(cfg.worker.registry), name, int(v))
+        log.info("loaded %s for an experiment", ens.tag, extra={"event": "experiment_version", "version": ens.tag})
+        return ScoringService(ens, health, RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain,
+                              cfg.redis.key_prefix)
+
+    return ExperimentRouter(champion, cfg.worker.ensemble, lambda: store.read(cfg.worker.ensemble), load,
+                            cfg.ab.refresh_s)
 
 
 def _version() -> str:
@@ -116,3 +174,32 @@ def _version() -> str:
         return version("stream-ensemble")
     except PackageNotFoundError:
         return "unknown"
+
+
+def _build_info(ens: Any) -> dict[str, str]:
+    return {"version": _version(), "ensemble": ens.tag, "strategy": ens.strategy.name, "members": ",".join(ens.pool.names)}
+
+
+def _first_version(reg: Any, fleet: str, pinned: int | None, deploys: Any) -> Any:
+    """The version to start with: the deploy target when set and valid, else ``pinned`` / latest.
+
+    A deploy target that fails to load or validate is refused (one log line, recorded in
+    Redis) and the worker starts on ``pinned`` / the latest version instead.
+    """
+    from stream_ensemble.serving.loading import load_serving_ensemble, load_with_smoke_rows
+    from stream_ensemble.serving.versions import parse_tag, smoke_problem
+
+    target = deploys.target()
+    if target:
+        try:
+            name, version = parse_tag(target)
+            ens, rows = load_with_smoke_rows(reg, name, version)
+            reason = smoke_problem(ens, rows)
+        except Exception as exc:  # refused like a hot deploy: fall back, do not crash
+            reason = f"cannot load: {exc}"
+        if reason is None:
+            return ens
+        log.warning("deploy %s refused at start: %s", target, reason,
+                    extra={"event": "deploy_refused", "version": target, "reason": reason})
+        deploys.refused(target, reason)
+    return load_serving_ensemble(reg, fleet, pinned)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import orjson
@@ -77,8 +77,11 @@ class ScoringService:
         self.explain = explain
         self.key_prefix = key_prefix
         self.arm = arm
+        #: Experiment id written into scored events beside ``arm`` (None: no field, as before).
+        self.experiment: str | None = None
         self.on_error = on_error
         self.clock = clock
+        self.seen_features: Iterable[str] = ()
 
     # ------------------------------------------------------------------ API
     def handle(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -103,6 +106,7 @@ class ScoringService:
                 result.dead_letters.append(DeadLetter(msg, exc.reason, exc.kind, exc.event_id))
         if not events:
             return result
+        self.seen_features = events[0][1].features.keys()  # for hot deploy's schema check
         healthy = self.ensemble.health_vector(self.health.down())
         selection = self.ensemble.strategy.selection_id(healthy)
         result.selection_id = selection
@@ -134,7 +138,10 @@ class ScoringService:
         # A scored event is its per-event head, the cached-form body's members, a batch tail:
         # the body is encoded once and the same bytes go to the cache and into the event.
         head_rest = orjson.dumps({"scored_at": self.clock(), "ensemble_version": self.ensemble.tag})[1:-1]
-        tail = b',"latency_ms":' + orjson.dumps(round(latency_ms, 3)) + b',"arm":' + orjson.dumps(self.arm) + b"}"
+        tail = b',"latency_ms":' + orjson.dumps(round(latency_ms, 3)) + b',"arm":' + orjson.dumps(self.arm)
+        if self.experiment is not None:
+            tail += b',"experiment":' + orjson.dumps(self.experiment)
+        tail += b"}"
         to_cache: list[tuple[str, bytes]] = []
         scored = result.scored
         version = schema_version_for(len(self.ensemble.class_names))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from stream_ensemble.core.confidence import DEFAULT_CONFIDENCE
@@ -38,3 +40,15 @@ def load_serving_ensemble(registry: Registry, name: str = "default", version: in
         name, int(manifest["version"]), payload["encoder"], pool, strategy,
         payload["calibrator"], payload["conformal"], list(payload["class_names"]), measure,
     )
+
+
+def load_with_smoke_rows(registry: Registry, name: str, version: int | None = None) -> tuple[ServingEnsemble, list[dict[str, Any]]]:
+    """:func:`load_serving_ensemble` plus the sample feature rows stored in its manifest.
+
+    The rows (``smoke_rows``, raw feature dicts written by training) are what hot deploy
+    smoke-scores before a version may serve; registries written before they were stored
+    give an empty list (the validator then scores median rows).
+    """
+    ens = load_serving_ensemble(registry, name, version)
+    rows = registry.manifest("ensembles", name, ens.version).get("smoke_rows") or []
+    return ens, [dict(r) for r in rows]

@@ -39,9 +39,10 @@ ALLOWED: dict[str, set[str]] = {
     "serving": _BASE | _CORE | {"ports", "config"},
     "adapters": _BASE | {"addresses", "config", "ports"},
     "worker": _BASE | {"config", "ports", "serving", "adapters"},
-    "demo": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker"},
-    "bench": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker", "demo", "testing"},
-    "cli": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker", "demo", "bench", "testing"},
+    "ab": _BASE | _CORE | {"config", "ports", "serving", "adapters"},
+    "demo": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker", "ab"},
+    "bench": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker", "demo", "testing", "ab"},
+    "cli": _BASE | _CORE | {"config", "progress", "ports", "serving", "adapters", "worker", "demo", "bench", "testing", "ab"},
     "__main__": {"cli"},
 }
 #: Layers that must never import an I/O library.

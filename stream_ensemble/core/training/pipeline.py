@@ -21,6 +21,9 @@ from stream_ensemble.core.members.families import ModelSpec
 from stream_ensemble.core.registry.store import Registry
 from stream_ensemble.errors import ModelPoolError
 
+#: Calibration rows stored in an ensemble manifest for the deploy smoke test.
+SMOKE_ROWS = 8
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -127,6 +130,8 @@ def train(
             "classes": data.classes,
             "split": {"fractions": list(fractions), "random_state": random_state},
             "holdout_rows": holdout_rows.tolist(),
+            # Raw feature rows a worker smoke-scores before it serves this version (hot deploy).
+            "smoke_rows": cal.records(np.arange(min(SMOKE_ROWS, cal.n_rows))),
             "confidence_measure": built.confidence_measures.get(strategy),
             "conformal": _conformal_settings(built.conformals.get(strategy)),
             "confidence_error_auroc": built.confidence_auroc.get(strategy, {}),
