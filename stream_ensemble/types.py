@@ -91,3 +91,5 @@ class BatchResult:
     # The selection (members in use) the batch was scored with; metrics count changes.
     selection_id: str = ""
     shadow: list[tuple[bytes, bytes, SourceRef]] = field(default_factory=list)
+    # Events per (experiment, arm) routed in this batch (shadow arms included); metrics count them.
+    arms: dict[tuple[str, str], int] = field(default_factory=dict)

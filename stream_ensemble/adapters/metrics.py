@@ -128,6 +128,8 @@ class WorkerMetrics:
             self.dead_lettered.labels(dead.error_type).inc()
         self.cache_hits.inc(result.cache_hits)
         self.cache_misses.inc(result.cache_misses)
+        for (experiment, arm), n in result.arms.items():
+            self.arm(experiment, arm, n)
         self.batch_size.observe(len(messages))
         self.scoring_seconds.observe(scoring_s)
         self.batch_seconds.observe(batch_s)

@@ -124,12 +124,16 @@ def naive(args: dict[str, Any]) -> None:
     from stream_ensemble.serving.loading import load_serving_ensemble
 
     ens = load_serving_ensemble(Registry(Path(args["registry"])), "default")
-    members = [ens.pool.members[j] for j in np.flatnonzero(ens.strategy.required_members(np.ones(len(ens.pool), bool)))]
+    from stream_ensemble.core.members.flat_forest import FlatForest
+
+    chosen = [ens.pool.members[j] for j in np.flatnonzero(ens.strategy.required_members(np.ones(len(ens.pool), bool)))]
+    # the plain scikit-learn estimators, as a user without this project would call them
+    members = [(m.tag, m.estimator.forest if isinstance(m.estimator, FlatForest) else m.estimator) for m in chosen]
 
     def transform(value: bytes) -> tuple[bytes, bytes]:
         doc = json.loads(value)
         x = ens.encoder.transform_records([doc["features"]]).X
-        probas = {m.tag: float(m.estimator.predict_proba(x)[0, 1]) for m in members}
+        probas = {tag: float(est.predict_proba(x)[0, 1]) for tag, est in members}
         out = {"event_id": doc["event_id"], "entity_id": doc["entity_id"], "timestamp": doc["timestamp"],
                "probability": sum(probas.values()) / len(probas), "model_probabilities": probas}
         return doc["entity_id"].encode(), json.dumps(out).encode()

@@ -140,10 +140,12 @@ class ExperimentRouter:
         champion = self.services[spec.champion]
         if spec.mode == "shadow":
             result = self._score(champion, spec, CHAMPION, messages)
+            result.arms[(spec.experiment, CHAMPION)] = len(messages)
             for arm in spec.challengers:
                 part = [m for m, a in zip(messages, arms) if a == arm]
                 if part:
                     result.shadow.extend(self._score(self.services[arm], spec, arm, part).scored)
+                    result.arms[(spec.experiment, arm)] = len(part)
             return result
         result = BatchResult()
         for arm in [CHAMPION, *spec.challengers]:
@@ -151,6 +153,7 @@ class ExperimentRouter:
             if not part:
                 continue
             got = self._score(champion if arm == CHAMPION else self.services[arm], spec, arm, part)
+            result.arms[(spec.experiment, arm)] = len(part)
             result.scored.extend(got.scored)
             result.dead_letters.extend(got.dead_letters)
             result.cache_hits += got.cache_hits

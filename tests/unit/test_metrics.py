@@ -6,6 +6,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_ensemble.adapters.metrics import WorkerMetrics
+from stream_ensemble.types import BatchResult
 
 
 def _samples(m: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -65,3 +66,13 @@ def test_hooks_for_later_features_exist() -> None:
     assert s[("se_member_breaker_state", (("member", "knn"),))] == 1.0
     assert s[("se_events_degraded_total", (("reason", "member_failed"),))] == 3
     assert s[("se_experiment_arm_events_total", (("arm", "challenger"), ("experiment", "exp1")))] == 2
+
+
+def test_batch_counts_events_per_experiment_arm() -> None:
+    m = WorkerMetrics()
+    result = BatchResult(arms={("exp1", "champion"): 7, ("exp1", "ens@v2"): 3})
+    m.batch([], result, 0.01, 0.02)
+    m.batch([], result, 0.01, 0.02)
+    s = _samples(m)
+    assert s[("se_experiment_arm_events_total", (("arm", "champion"), ("experiment", "exp1")))] == 14
+    assert s[("se_experiment_arm_events_total", (("arm", "ens@v2"), ("experiment", "exp1")))] == 6

@@ -55,6 +55,9 @@ def test_split_scores_each_event_once_in_its_sticky_arm(small_ensemble: ServingE
         assert d["experiment"] == "x1"
         assert arm_of.setdefault(d["entity_id"], d["arm"]) == d["arm"]  # an entity has one arm (u0 = e0, e150)
     assert 0.15 < sum(d["arm"] == "default@v2" for d in docs) / 300 < 0.45
+    # arm counts for the metrics: every routed event once (the unparsable one goes to the champion)
+    assert res.arms[("x1", "default@v2")] == sum(d["arm"] == "default@v2" for d in docs)
+    assert sum(res.arms.values()) == 301
     # raising the challenger's weight only moves entities into it
     fields["challengers"] = "default@v2=50"
     res2 = r.handle(batch)  # 0.6 s later: not re-read yet (refresh_s = 1)
@@ -75,6 +78,7 @@ def test_shadow_keeps_champion_output_and_scores_the_share_again(small_ensemble:
     assert len(main) == 200 and all(d["arm"] == "champion" for d in main)
     assert 0 < len(side) < 200 and all(d["arm"] == "default@v2" for d in side)
     assert {d["event_id"] for d in side} <= {d["event_id"] for d in main}
+    assert res.arms == {("x2", "champion"): 200, ("x2", "default@v2"): len(side)}
     fields["status"] = "stopped: guardrail"  # a stopped experiment routes nothing
     r.handle(batch)
     res = r.handle(batch)
