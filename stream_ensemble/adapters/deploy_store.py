@@ -114,13 +114,19 @@ class RedisDeployStore:
         """The version before the current one: the ``previous`` of the deploy that set it.
 
         Rollbacks are skipped when walking back, so two rollbacks go back two deploys
-        (v1 -> v2 -> v3, rollback: v2, rollback: v1), not back and forth.
+        (v1 -> v2 -> v3, rollback: v2, rollback: v1), not back and forth; so are versions that
+        workers refused (they never served).
         """
-        current = self.current()
-        for entry in self.history(HISTORY_KEEP):
-            if entry.get("action") == "deploy" and entry.get("version") == current:
-                prev = entry.get("previous")
+        history = self.history(HISTORY_KEEP)
+        refused = set(self.refusals())
+        current, seen = self.current(), set()
+        while current is not None and current not in seen:
+            seen.add(current)
+            setter = next((e for e in history if e.get("action") == "deploy" and e.get("version") == current), None)
+            prev = setter.get("previous") if setter else None
+            if not prev or str(prev) not in refused:
                 return str(prev) if prev else None
+            current = str(prev)  # a version workers refused never served: roll back past it
         return None
 
 

@@ -324,6 +324,54 @@ def _ensure_ensemble(registry: Path, pool: str, data: str, label: str | None, da
                           "pass another --registry / --large-registry")
 
 
+@bench.command(name="deploy")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Result JSON; the Markdown, PNG and HTML report are written next to it.")
+@setting_option("kafka.bootstrap")
+@setting_option("redis.url", "--redis", "redis_url")
+@click.option("--registry", type=click.Path(path_type=Path, file_okay=False), default=Path("var/registry"),
+              show_default=True, help="Registry of the served ensemble (copied; trained on --data when empty).")
+@click.option("--data", default="breast_cancer", show_default=True, help="Bundled dataset the events are built from.")
+@click.option("--max-events", type=click.IntRange(1000, 1_000_000), default=20_000, show_default=True,
+              help="Events of the burst that measures the maximum rate.")
+@click.option("--rate-fraction", type=click.FloatRange(0.05, 1.0), default=0.5, show_default=True,
+              help="Steady stream rate as a fraction of the measured maximum.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=5.0), default=24.0, show_default=True,
+              help="Seconds of the steady stream (the four deploy actions at 20/40/60/80%).")
+@click.pass_context
+def deploy_cmd(ctx: click.Context, out: Path, bootstrap: str | None, redis_url: str | None, registry: Path,
+               data: str, max_events: int, rate_fraction: float, duration_s: float) -> None:
+    """Three live swaps (one a rollback) and one broken version under a steady stream at half the
+    maximum rate, through the real broker and Redis: lost, double-scored, mixed batches, swap time, stall."""
+    from stream_ensemble.bench import deploy_swap
+    from stream_ensemble.cli.common import config_from
+    from stream_ensemble.errors import StreamEnsembleError
+
+    cfg = config_from(ctx, kafka__bootstrap=bootstrap, redis__url=redis_url)
+    try:
+        ds = _throughput_data(data, None)
+        _ensure_ensemble(registry, "default", data, None, ds.name)
+        from stream_ensemble.adapters.kafka import ensure_topics
+        from stream_ensemble.adapters.redis_store import connect
+
+        ensure_topics(cfg.kafka, [])  # one clear line when a server is unreachable
+        connect(cfg.redis)
+    except StreamEnsembleError as exc:
+        raise _usage_error(exc) from None
+    result = deploy_swap.run(deploy_swap.DeployBenchConfig(
+        bootstrap=cfg.kafka.bootstrap, redis_url=cfg.redis.url, registry=registry, records=ds.records(),
+        work_dir=out.parent / f"{out.stem}-work", max_events=max_events, rate_fraction=rate_fraction,
+        duration_s=duration_s, log=lambda m: click.echo(m, err=True)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
+    markdown = deploy_swap.render_markdown(result)
+    out.with_suffix(".md").write_text(markdown)
+    deploy_swap.render_png(result, out.with_suffix(".png"))
+    page = write_html(markdown, [out.with_suffix(".png")], out.with_suffix(".html"), "stream-ensemble deploy")
+    click.echo(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}, {page}", err=True)
+    click.echo(deploy_swap.summary_line(result))
+
+
 @bench.command(name="ab-sim")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Result JSON; the Markdown and PNG are written next to it (.md, .png).")

@@ -81,8 +81,9 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         probes = ProbeServer(metrics, cfg.worker.metrics_host, cfg.worker.metrics_port).start()
         log.info("metrics on http://%s:%d/metrics", cfg.worker.metrics_host, probes.port,
                  extra={"event": "metrics", "port": probes.port})
-    client = connect(cfg.redis)
     reg = Registry(cfg.worker.registry)
+    reg.manifest("ensembles", cfg.worker.ensemble, ensemble_version)  # a missing ensemble is a clear error before Redis
+    client = connect(cfg.redis)
     deploys = RedisDeployStore(client, cfg.redis.key_prefix, cfg.worker.ensemble)
     ens = _first_version(reg, cfg.worker.ensemble, ensemble_version, deploys)
     metrics.info.info(_build_info(ens))
