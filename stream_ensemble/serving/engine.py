@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from stream_ensemble.ports import HealthStore, PredictionCache
+from stream_ensemble.serving.body_bytes import encode_bodies
 from stream_ensemble.serving.codec import DecodeError, decode_event, schema_version_for
 from stream_ensemble.serving.ensemble import ScoreBatch, ServingEnsemble
 from stream_ensemble.types import BatchResult, DeadLetter, Event, RawMessage
@@ -207,39 +208,4 @@ class ScoringService:
 
     def _bodies(self, batch: ScoreBatch) -> list[bytes]:
         """The event-independent part of each scored event, encoded (what the cache stores)."""
-        tags = self.ensemble.member_tags
-        names = self.ensemble.class_names
-        binary = batch.proba.shape[1] == 2
-        # K > 2: "probability" is the decided class's; "probabilities" carries every class.
-        top = batch.proba[:, 1] if binary else batch.proba[np.arange(batch.proba.shape[0]), batch.decision]
-        pos = np.round(top, 6).tolist()
-        per_class = None if binary else np.round(batch.proba, 6).tolist()
-        conf = np.round(batch.confidence, 6).tolist()
-        dec = batch.decision.tolist()
-        unc = {k: np.round(v, 6).tolist() for k, v in batch.uncertainty.items()}
-        member = np.round(batch.member_positive, 6)
-        ran = (~np.isnan(member)).tolist()
-        member_l = member.tolist()
-        used_l = batch.used.tolist()
-        sets_l = batch.prediction_set.tolist()
-        classes = range(len(names))
-        bodies = []
-        dumps, numpy_ok = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
-        for i in range(len(pos)):
-            used_i, ran_i, member_i = used_l[i], ran[i], member_l[i]
-            bodies.append(dumps(
-                {
-                    "probability": pos[i],
-                    "decision": dec[i],
-                    "label": names[dec[i]],
-                    "confidence": conf[i],
-                    "prediction_set": [k for k in classes if sets_l[i][k]],
-                    "uncertainty": {k: v[i] for k, v in unc.items()},
-                    "models_used": [t for t, u in zip(tags, used_i) if u],
-                    "model_probabilities": {t: p for t, r, p in zip(tags, ran_i, member_i) if r},
-                    "cache_hit": False,
-                    "explanation": batch.explanations[i],
-                    **({} if per_class is None else {"probabilities": dict(zip(names, per_class[i]))}),
-                }, option=numpy_ok
-            ))
-        return bodies
+        return encode_bodies(batch, self.ensemble.member_tags, self.ensemble.class_names)

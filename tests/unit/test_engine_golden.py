@@ -5,6 +5,10 @@
 The engine must produce the same scored events -- scores, confidence, uncertainty,
 prediction sets, member probabilities, explanations at every level -- to 1e-9 on a fixed
 batch with cache hits, duplicates in the batch, a member marked down and malformed events.
+
+The one intended change: an explanation lists only the members that ran and those the
+all-healthy selection runs (it used to list every member of the pool). The reference builds
+the old every-member payload and drops the other members from it.
 """
 
 from __future__ import annotations
@@ -43,7 +47,18 @@ def _reference_handle(ens: ServingEnsemble, msgs: list[bytes], down: frozenset[s
         for ev, lv in zip(events, levels)
     ]
     enc = ens.encoder.transform_records([ev.features for ev in events])
-    batch = ens.score(enc.X, healthy, [lv for lv, ok in zip(levels, enc.ok) if ok])
+    every = np.ones(len(ens.member_tags), dtype=bool)
+    listed = {t for t, r, b in zip(ens.member_tags, ens.strategy.required_members(healthy),
+                                   ens.strategy.required_members(every)) if r or b}
+    ens.listed_members = lambda run: every  # type: ignore[method-assign]  # the old payload: every member
+    try:
+        batch = ens.score(enc.X, healthy, [lv for lv, ok in zip(levels, enc.ok) if ok])
+        explanations = batch.explanations
+    finally:
+        del ens.listed_members  # back to the class's method
+    for e in explanations:
+        if e is not None:
+            e["members"] = [m for m in e["members"] if m["model"] in listed]
     ok_rows = np.flatnonzero(enc.ok)
     tags, names = ens.member_tags, ens.class_names
     bodies: dict[int, dict[str, Any]] = {}
@@ -59,7 +74,7 @@ def _reference_handle(ens: ServingEnsemble, msgs: list[bytes], down: frozenset[s
             "models_used": [t for t, u in zip(tags, batch.used[b]) if u],
             "model_probabilities": {t: float(p) for t, p in zip(tags, member) if not math.isnan(p)},
             "cache_hit": False,
-            "explanation": batch.explanations[b],
+            "explanation": explanations[b],
         }
     prior = dict(cache)  # duplicates within a batch are scored once, not cache hits
     j = 0
@@ -115,10 +130,38 @@ def _batch(records: list[dict]) -> list[bytes]:
     return msgs
 
 
-@pytest.mark.parametrize("down", [frozenset(), frozenset({"naive_bayes"})])
+@pytest.fixture(scope="module")
+def subset_ensemble(small_ensemble: ServingEnsemble) -> ServingEnsemble:
+    """Four members, a branch-and-bound selection of at most two: some members never run."""
+    from sklearn.dummy import DummyClassifier
+
+    from stream_ensemble.core.members.pool import Member, ModelPool
+    from stream_ensemble.core.selection.constraints import SelectionConstraints
+    from stream_ensemble.core.strategies import fit_strategy
+
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.integers(0, 2, n)
+    p1 = np.clip(0.5 + (y[:, None] - 0.5) * rng.uniform(0.2, 0.9, (n, 4)), 0.01, 0.99)
+    P = np.stack([1 - p1, p1], axis=2)
+    pool = small_ensemble.pool
+    dummy = DummyClassifier(strategy="prior").fit(np.zeros((4, 1)), [0, 1, 0, 1])
+    members = [*pool.members, Member("dummy", 1, "dummy", dummy, 0.1)]
+    names = [m.name for m in members]
+    strategy = fit_strategy("bnb_soft", P, y, costs=np.ones(4), member_names=names,
+                            constraints=SelectionConstraints(max_members=2))
+    assert 0 < strategy.required_members(np.ones(4, dtype=bool)).sum() < 4
+    return ServingEnsemble("sub", 1, small_ensemble.encoder, ModelPool(members, pool.classes_), strategy, None, None,
+                           small_ensemble.class_names)
+
+
+@pytest.mark.parametrize("which", ["small", "subset"])
+@pytest.mark.parametrize("down", [frozenset(), frozenset({"naive_bayes"}), frozenset({"logreg"})])
 @pytest.mark.parametrize("with_cache", [True, False])
-def test_engine_matches_reference(small_ensemble: ServingEnsemble, records: list[dict], down: frozenset[str],
-                                  with_cache: bool) -> None:
+def test_engine_matches_reference(small_ensemble: ServingEnsemble, subset_ensemble: ServingEnsemble,
+                                  records: list[dict], down: frozenset[str], with_cache: bool, which: str) -> None:
+    if which == "subset":
+        small_ensemble = subset_ensemble
     msgs = _batch(records)
     cache = InMemoryCache()
     service = ScoringService(small_ensemble, InMemoryHealth(set(down)), cache if with_cache else None)

@@ -254,3 +254,37 @@ def test_round_sig_keeps_tiny_finite_values() -> None:
     assert r.shape == x.shape and np.all(np.isfinite(r))
     assert r[0, 0] == pytest.approx(1.23457e-310, rel=1e-5) and r[0, 1] == 0.5 and r[1, 1] == 1e-300
     assert None not in json_list(x.ravel())
+
+
+@pytest.mark.parametrize("n, m", [(300, 4), (40, 1), (7, 6), (1, 0), (0, 3)])
+@pytest.mark.parametrize("level", ["summary", "full", "none"])
+def test_encoded_bytes_equal_the_dicts_encoded(n: int, m: int, level: str) -> None:
+    """The column-wise encoder writes exactly orjson.dumps of build_explanations' dicts."""
+    import orjson
+
+    from stream_ensemble.core.confidence.explanation_json import explanation_parts
+    from stream_ensemble.core.confidence.json_bytes import join_rows
+
+    rng = np.random.default_rng(n * 10 + m)
+    names = [f"m{j}@v1" for j in range(m)]
+    for all_used in (False, True):
+        proba = rng.uniform(size=(n, m))
+        proba[rng.uniform(size=(n, m)) < 0.1] = np.nan
+        if n and m:
+            proba[0, 0] = 1.2345e-310  # rounded one by one (the overflow case)
+        used = np.ones((n, m), dtype=bool) if all_used else rng.uniform(size=(n, m)) < 0.7
+        exclusion = np.where(used, -1, rng.integers(0, len(EXCLUSION_CODES), size=(n, m)))
+        w = np.where(used, rng.uniform(size=(n, m)), 0.0)
+        contrib = np.where(used, rng.normal(size=(n, m)), 0.0)
+        contrib[:, : min(m, 2)] = np.round(contrib[:, : min(m, 2)], 1)  # ties in |contribution|
+        attribution = [{"f": float(i)} for i in range(n)] if level == "full" else None
+        for sel in ("s1", [f"s{i}" for i in range(n)]):
+            args = (level, names, proba, used, exclusion, w, rng.normal(size=n), contrib, "log_odds",
+                    rng.uniform(size=n), rng.uniform(size=n) < 0.5, sel, attribution)
+            dicts = build_explanations(*args)
+            parts = explanation_parts(*args)
+            if level == "none":
+                assert parts is None and dicts == [None] * n
+                continue
+            assert parts is not None
+            assert join_rows(n, parts) == [orjson.dumps(d) for d in dicts]

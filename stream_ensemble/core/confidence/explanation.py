@@ -21,6 +21,7 @@ Levels (:class:`ExplainLevel`):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -116,22 +117,20 @@ def parse_explain_level(level: str | ExplainLevel | None) -> ExplainLevel:
         raise ConfigError(f"unknown explain level {level!r}; known: {known}") from exc
 
 
-def _reasons(exclusion: npt.ArrayLike, used: npt.NDArray[np.bool_]) -> list[list[str | None]]:
+def _codes(exclusion: npt.ArrayLike, used: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Exclusion codes, ``NO_EXCLUSION`` where used (validated)."""
     ex = np.asarray(exclusion)
     if ex.shape != used.shape:
         raise CombinerError(f"exclusion {ex.shape} and used {used.shape} differ")
     if ex.dtype.kind in "iu":
         codes = ex.astype(np.int64)
     else:
-        codes = np.vectorize(exclusion_code, otypes=[np.int64])(ex) if ex.size else ex.astype(int)
+        codes = np.vectorize(exclusion_code, otypes=[np.int64])(ex) if ex.size else ex.astype(np.int64)
     if np.any((codes < NO_EXCLUSION) | (codes >= len(EXCLUSION_CODES))):
         raise CombinerError("exclusion code out of range")
     if np.any(~used & (codes == NO_EXCLUSION)):
         raise CombinerError("an unused member has no exclusion reason")
-    names = np.array([r.value for r in EXCLUSION_CODES] + [None], dtype=object)
-    # Code -1 indexes the trailing None; used members always report None.
-    reasons: list[list[str | None]] = names[np.where(used, NO_EXCLUSION, codes)].tolist()
-    return reasons
+    return np.where(used, NO_EXCLUSION, codes)
 
 
 def build_explanations(
@@ -194,43 +193,20 @@ def build_explanations(
         On inconsistent shapes, an out-of-range exclusion code or an unused member without a
         reason.
     """
-    lvl = parse_explain_level(level)
-    proba = np.asarray(member_proba, dtype=np.float64)
-    n = proba.shape[0] if proba.ndim == 2 else -1
-    if lvl is ExplainLevel.NONE:
-        return [None] * max(n, 0)
-    names = list(member_names)
-    m = len(names)
-    use = np.asarray(used, dtype=bool)
-    w = np.asarray(weights, dtype=np.float64)
-    contrib = np.asarray(contributions, dtype=np.float64)
-    base = np.asarray(baseline, dtype=np.float64).reshape(-1)
-    agree = np.asarray(agreement, dtype=np.float64).reshape(-1)
-    hits = np.asarray(cache_hit, dtype=bool).reshape(-1)
-    for arr in (proba, use, w, contrib):
-        if arr.shape != (n, m):
-            raise CombinerError(f"expected ({n}, {m}) member arrays, got {arr.shape}")
-    for arr in (base, agree, hits):
-        if arr.shape != (n,):
-            raise CombinerError(f"expected ({n},) row arrays, got {arr.shape}")
-    sel = [selection_id] * n if isinstance(selection_id, str) else list(selection_id)
-    if len(sel) != n:
-        raise CombinerError(f"{len(sel)} selection ids for {n} rows")
-    full = lvl is ExplainLevel.FULL
-    if full and feature_attribution is not None and len(feature_attribution) != n:
-        raise CombinerError(f"{len(feature_attribution)} feature attributions for {n} rows")
-
-    reasons = _reasons(exclusion, use)
-    used_contrib = np.where(use, contrib, 0.0)
-    score = base + used_contrib.sum(axis=1)
-    # Unused members sort last (key -1 < any |contribution|); stable sort keeps member order.
-    key = np.where(use, np.abs(contrib), -1.0)
-    order = np.argsort(-key, axis=1, kind="stable")[:, :TOP_K]
-    n_top = np.minimum(use.sum(axis=1), TOP_K).tolist()
-
-    p_l, w_l, c_l = json_list(proba), json_list(w), json_list(contrib)
-    base_l, score_l, agree_l = json_list(base), json_list(score), json_list(agree)
-    use_l, hit_l, order_l = use.tolist(), hits.tolist(), order.tolist()
+    prep = prepare_explanations(level, member_names, member_proba, used, exclusion, weights, baseline,
+                                contributions, agreement, cache_hit, selection_id, feature_attribution)
+    if prep is None:
+        proba = np.asarray(member_proba)
+        return [None] * (proba.shape[0] if proba.ndim == 2 else 0)
+    names, n = prep.names, prep.n
+    names_arr = np.array([r.value for r in EXCLUSION_CODES] + [None], dtype=object)
+    # Code -1 indexes the trailing None; used members always report None.
+    reasons: list[list[str | None]] = names_arr[prep.codes].tolist()
+    p_l, w_l, c_l = json_list(prep.proba), json_list(prep.weights), json_list(prep.contributions)
+    base_l, score_l, agree_l = json_list(prep.baseline), json_list(prep.score), json_list(prep.agreement)
+    use_l, hit_l, order_l = prep.used.tolist(), prep.cache_hit.tolist(), prep.order.tolist()
+    n_top = prep.n_top.tolist()
+    sel = prep.selection_id
     out: list[dict[str, Any] | None] = []
     for i in range(n):
         c_i = c_l[i]
@@ -246,15 +222,115 @@ def build_explanations(
             "score": score_l[i],
             "agreement": agree_l[i],
             "cache_hit": hit_l[i],
-            "selection_id": sel[i],
+            "selection_id": sel if isinstance(sel, str) else sel[i],
             "top": top,
         }
-        if full:
+        if prep.full:
             payload["feature_attribution"] = (
-                None if feature_attribution is None else feature_attribution[i]
+                None if prep.feature_attribution is None else prep.feature_attribution[i]
             )
         out.append(payload)
     return out
+
+
+@dataclass
+class PreparedExplanations:
+    """Validated explanation inputs of a batch and what both encoders derive from them.
+
+    Attributes
+    ----------
+    n, m : int
+        Rows and members.
+    names : list of str, length m
+    proba, weights, contributions : ndarray of shape (n, m)
+    used : ndarray of bool, shape (n, m)
+    codes : ndarray of int, shape (n, m)
+        Exclusion codes with ``NO_EXCLUSION`` (-1) for used members.
+    baseline, score, agreement : ndarray of shape (n,)
+        ``score`` = baseline + the used members' contributions, before rounding.
+    cache_hit : ndarray of bool, shape (n,)
+    order : ndarray of int, shape (n, min(m, TOP_K))
+        Member columns by decreasing ``|contribution|``, used members first.
+    n_top : ndarray of int, shape (n,)
+        How many of ``order`` are listed under ``top``.
+    selection_id : str or list of str (length n)
+    full : bool
+    feature_attribution : list of dict or None
+    """
+
+    n: int
+    m: int
+    names: list[str]
+    proba: FloatArray
+    weights: FloatArray
+    contributions: FloatArray
+    used: npt.NDArray[np.bool_]
+    codes: npt.NDArray[np.int64]
+    baseline: FloatArray
+    score: FloatArray
+    agreement: FloatArray
+    cache_hit: npt.NDArray[np.bool_]
+    order: npt.NDArray[np.int64]
+    n_top: npt.NDArray[np.int64]
+    selection_id: str | list[str]
+    full: bool
+    feature_attribution: list[dict[str, Any]] | None
+
+
+def prepare_explanations(
+    level: str | ExplainLevel | None,
+    member_names: Sequence[str],
+    member_proba: npt.ArrayLike,
+    used: npt.ArrayLike,
+    exclusion: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    baseline: npt.ArrayLike,
+    contributions: npt.ArrayLike,
+    agreement: npt.ArrayLike,
+    cache_hit: npt.ArrayLike,
+    selection_id: str | Sequence[str],
+    feature_attribution: list[dict[str, Any]] | None = None,
+) -> PreparedExplanations | None:
+    """Validate the inputs of :func:`build_explanations` (same parameters and errors).
+
+    Returns
+    -------
+    PreparedExplanations or None
+        ``None`` at level ``none``.
+    """
+    lvl = parse_explain_level(level)
+    proba = np.asarray(member_proba, dtype=np.float64)
+    n = proba.shape[0] if proba.ndim == 2 else -1
+    if lvl is ExplainLevel.NONE:
+        return None
+    names = list(member_names)
+    m = len(names)
+    use = np.asarray(used, dtype=bool)
+    w = np.asarray(weights, dtype=np.float64)
+    contrib = np.asarray(contributions, dtype=np.float64)
+    base = np.asarray(baseline, dtype=np.float64).reshape(-1)
+    agree = np.asarray(agreement, dtype=np.float64).reshape(-1)
+    hits = np.asarray(cache_hit, dtype=bool).reshape(-1)
+    for arr in (proba, use, w, contrib):
+        if arr.shape != (n, m):
+            raise CombinerError(f"expected ({n}, {m}) member arrays, got {arr.shape}")
+    for arr in (base, agree, hits):
+        if arr.shape != (n,):
+            raise CombinerError(f"expected ({n},) row arrays, got {arr.shape}")
+    sel: str | list[str] = selection_id if isinstance(selection_id, str) else list(selection_id)
+    if not isinstance(sel, str) and len(sel) != n:
+        raise CombinerError(f"{len(sel)} selection ids for {n} rows")
+    full = lvl is ExplainLevel.FULL
+    if full and feature_attribution is not None and len(feature_attribution) != n:
+        raise CombinerError(f"{len(feature_attribution)} feature attributions for {n} rows")
+    codes = _codes(exclusion, use)
+    score = base + np.where(use, contrib, 0.0).sum(axis=1)
+    # Unused members sort last (key -1 < any |contribution|); stable sort keeps member order.
+    key = np.where(use, np.abs(contrib), -1.0)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :TOP_K]
+    n_top = np.minimum(use.sum(axis=1), TOP_K)
+    return PreparedExplanations(n, m, names, proba, w, contrib, use, codes, base, score, agree, hits, order,
+                                n_top, sel, full, feature_attribution if full else None)
 
 
 class DecidedClassContributions:
