@@ -52,6 +52,9 @@ class KafkaConfig:
     # latency when traffic is light (consume() waits for a full batch or this timeout).
     poll_timeout_s: float = 0.05
     delivery_timeout_s: float = 30.0
+    # Cap of one DLQ record (the original is truncated to fit; its size and sha256 are kept):
+    # below the producer's message.max.bytes (1,000,000) so a huge bad event cannot stop the worker.
+    dlq_max_bytes: int = 900_000
     partitions: int = 4
     # Security (librdkafka names): applied to the consumer, the producer and the admin client.
     security_protocol: str = "PLAINTEXT"
@@ -74,6 +77,8 @@ class KafkaConfig:
             raise ConfigError("poll and delivery timeouts must be positive")
         if not 1 <= self.partitions <= 1000:
             raise ConfigError(f"partitions must be in 1..1000, got {self.partitions}")
+        if not 4096 <= self.dlq_max_bytes <= 990_000:
+            raise ConfigError(f"DLQ record cap must be in 4096..990000 bytes (producer limit 1000000), got {self.dlq_max_bytes}")
         topics = (self.features_topic, self.scores_topic, self.dlq_topic)
         if len(set(topics)) != 3 or not all(topics):
             raise ConfigError(f"features, scores and DLQ topics must be distinct and non-empty: {topics}")
@@ -244,6 +249,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kafka.batch_size", "SE_BATCH_SIZE", "--batch-size", "Most events scored per batch."),
     Setting("kafka.poll_timeout_s", "SE_MAX_WAIT_S", "--max-wait-s", "Longest wait to fill a batch, seconds (latency vs batch size)."),
     Setting("kafka.delivery_timeout_s", "SE_DELIVERY_TIMEOUT_S", "--delivery-timeout-s", "Seconds an output may wait for its broker acknowledgement."),
+    Setting("kafka.dlq_max_bytes", "SE_DLQ_MAX_BYTES", "--dlq-max-bytes", "Cap of one DLQ record, bytes (a longer original is truncated; size and sha256 kept)."),
     Setting("kafka.partitions", "SE_PARTITIONS", "--partitions", "Partitions when creating missing topics (and the count serve expects)."),
     Setting("kafka.security_protocol", "SE_KAFKA_SECURITY_PROTOCOL", "--kafka-security-protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
     Setting("kafka.sasl_mechanism", "SE_KAFKA_SASL_MECHANISM", "--kafka-sasl-mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."),

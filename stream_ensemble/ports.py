@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from stream_ensemble.types import BatchResult, RawMessage, SourceRef
+from stream_ensemble.types import BatchResult, RawMessage, SourceRef, Undelivered
 
 
 class PredictionCache(Protocol):
@@ -51,11 +51,16 @@ class EventSink(Protocol):
     """Produces messages and reports when the broker acknowledged all of them."""
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Queue one message."""
+        """Queue one message (a message refused at once is reported by the next flush)."""
         ...
 
-    def flush_and_confirm(self, timeout_s: float) -> None:
-        """Block until every queued message is acknowledged; raise if any failed."""
+    def flush_and_confirm(self, timeout_s: float) -> list[Undelivered]:
+        """Block until every queued message is acknowledged or refused for good.
+
+        Returns the refused ones (retriable failures are retried, not returned); raises
+        :class:`~stream_ensemble.errors.KafkaAdapterError` when ``timeout_s`` passed with
+        messages still unacknowledged.
+        """
         ...
 
 

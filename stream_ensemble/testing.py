@@ -7,9 +7,9 @@ Redis: the integration tests do that against the real servers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from stream_ensemble.types import RawMessage, SourceRef
+from stream_ensemble.types import RawMessage, SourceRef, Undelivered
 
 
 class InMemoryCache:
@@ -61,23 +61,38 @@ class InMemorySource:
 
 
 class InMemorySink:
-    """:class:`~stream_ensemble.ports.EventSink` that can be told to fail delivery."""
+    """:class:`~stream_ensemble.ports.EventSink` that can be told to fail delivery.
 
-    def __init__(self, fail: bool = False) -> None:
+    ``fail``: every flush times out. ``refuse(topic, key, value)``: a reason to refuse that
+    message for good (as a broker refuses an oversize record), or None to deliver it.
+    """
+
+    def __init__(self, fail: bool = False,
+                 refuse: Callable[[str, bytes | None, bytes], str | None] | None = None) -> None:
         self.queued: list[tuple[str, bytes | None, bytes]] = []
         self.delivered: list[tuple[str, bytes | None, bytes]] = []
         self.fail = fail
+        self.refuse = refuse
+        self.flushes = 0
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         self.queued.append((topic, key, value))
 
-    def flush_and_confirm(self, timeout_s: float) -> None:
+    def flush_and_confirm(self, timeout_s: float) -> list[Undelivered]:
         from stream_ensemble.errors import KafkaAdapterError
 
+        self.flushes += 1
         if self.fail:
             raise KafkaAdapterError(f"{len(self.queued)} messages not acknowledged (fake)")
-        self.delivered.extend(self.queued)
+        refused = []
+        for topic, key, value in self.queued:
+            reason = self.refuse(topic, key, value) if self.refuse is not None else None
+            if reason is None:
+                self.delivered.append((topic, key, value))
+            else:
+                refused.append(Undelivered(topic, key, value, reason))
         self.queued.clear()
+        return refused
 
 
 def raw(value: bytes | None, offset: int = 0, topic: str = "features", partition: int = 0) -> RawMessage:

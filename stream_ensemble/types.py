@@ -76,6 +76,20 @@ class DeadLetter:
     event_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """An output the broker (or the client) refused for good: too large, invalid...
+
+    The worker re-routes it (a scored event to the DLQ, a DLQ record without its original)
+    instead of stopping; retriable failures never appear here, the sink retries them.
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    reason: str
+
+
 @dataclass(slots=True)
 class BatchResult:
     """Output of the engine for one batch.

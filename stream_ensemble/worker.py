@@ -19,13 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
+import orjson
+
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.ports import BatchObserver, EventSink, EventSource
-from stream_ensemble.serving.codec import dlq_record
+from stream_ensemble.serving.codec import dlq_key, dlq_record
 from stream_ensemble.serving.engine import ScoringService
 from stream_ensemble.serving.router import ExperimentRouter
-from stream_ensemble.types import BatchResult, RawMessage
+from stream_ensemble.types import BatchResult, DeadLetter, RawMessage, Undelivered
 
 log = logging.getLogger("stream_ensemble.worker")
 
@@ -40,6 +42,9 @@ class WorkerStats:
     dead_lettered: int = 0
     cache_hits: int = 0
     commit_failures: int = 0
+    #: Outputs the broker refused for good, re-routed (scored event -> DLQ, DLQ record ->
+    #: without its original); shadow scores refused are dropped and counted here too.
+    rerouted: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, float]:
@@ -52,6 +57,7 @@ class WorkerStats:
             "dead_lettered": self.dead_lettered,
             "cache_hits": self.cache_hits,
             "commit_failures": self.commit_failures,
+            "rerouted": self.rerouted,
             "events_per_s": round(self.consumed / elapsed, 1),
         }
 
@@ -83,6 +89,8 @@ class Worker:
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._in_flight: tuple[list[RawMessage], BatchResult, float, float] | None = None
+        # DLQ records of the batch in flight -> (dead letter, original kept), to re-route refusals
+        self._dlq_sent: dict[bytes, tuple[DeadLetter, bool]] = {}
         self._failed: KafkaAdapterError | None = None
 
     def stop(self, *_: object) -> None:
@@ -132,11 +140,7 @@ class Worker:
         for key, value, _ in result.shadow:  # shadow arms: acknowledged with the batch, like the rest
             send(self.shadow_topic, key, value)
         for dead in result.dead_letters:
-            log.warning(
-                "dead-lettered %s[%d]@%d event_id=%s: %s",
-                dead.raw.ref.topic, dead.raw.ref.partition, dead.raw.ref.offset, dead.event_id, dead.reason,
-            )
-            send(self.cfg.dlq_topic, dead.raw.key, dlq_record(dead))
+            self._dead_letter(dead)
         self._in_flight = (messages, result, t2 - t1, t0)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("batch n=%d poll=%.1fms handle=%.1fms send=%.1fms", len(messages),
@@ -156,13 +160,17 @@ class Worker:
             return
         messages, result, handle_s, started = self._in_flight
         try:
-            self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
+            refused = self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
+            while refused:  # re-routed outputs are confirmed before the commit, like the rest
+                self._reroute(refused, messages, result)
+                refused = self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
         except KafkaAdapterError as exc:
             # A batch polled after this one may be scored but unsent: refuse to go on, so
             # nothing after the unacknowledged batch is committed (all is re-read on restart).
             self._failed = exc
             raise
         self._in_flight = None
+        self._dlq_sent = {}
         try:
             self.source.commit([m.ref for m in messages], asynchronous=asynchronous)
         except KafkaAdapterError as exc:
@@ -179,6 +187,50 @@ class Worker:
         s.scored += len(result.scored)
         s.dead_lettered += len(result.dead_letters)
         s.cache_hits += result.cache_hits
+
+    def _dead_letter(self, dead: DeadLetter, keep_original: bool = True) -> None:
+        """Log and send one DLQ record (capped to ``dlq_max_bytes``)."""
+        ref = dead.raw.ref
+        log.warning("dead-lettered %s[%d]@%d event_id=%s: %s", ref.topic, ref.partition, ref.offset,
+                    dead.event_id, dead.reason[:500])
+        record = dlq_record(dead, self.cfg.dlq_max_bytes, keep_original)
+        self._dlq_sent[record] = (dead, keep_original)
+        self.sink.send(self.cfg.dlq_topic, dlq_key(dead.raw.key), record)
+
+    def _reroute(self, refused: list[Undelivered], messages: list[RawMessage], result: BatchResult) -> None:
+        """Outputs refused for good take another way, so one record never stops the worker.
+
+        A scored event becomes a DLQ record of its input (``produce_error``); a DLQ record is
+        sent again without its original bytes (size and sha256 kept); a record refused even
+        then is sent again after a pause (a broken DLQ topic stalls, it does not lose events).
+        A refused shadow score is dropped (its event was scored on the champion).
+        """
+        by_ref = {m.ref: m for m in messages}
+        scored = {value: ref for _, value, ref in result.scored}
+        moved: set[bytes] = set()
+        for out in refused:
+            self.stats.rerouted += 1
+            log.error("output refused by the broker for %s: %s", out.topic, out.reason,
+                      extra={"event": "produce_refused", "topic": out.topic, "reason": out.reason,
+                             "size": len(out.value)})
+            if out.topic == self.cfg.dlq_topic and out.value in self._dlq_sent:
+                dead, kept = self._dlq_sent.pop(out.value)
+                if kept:
+                    self._dead_letter(DeadLetter(dead.raw, f"{dead.reason} (original omitted: DLQ record refused: {out.reason})",
+                                                 dead.error_type, dead.event_id), keep_original=False)
+                else:
+                    time.sleep(1.0)
+                    self._dead_letter(dead, keep_original=False)
+            elif out.topic == self.cfg.scores_topic and out.value in scored:
+                raw = by_ref[scored[out.value]]
+                moved.add(out.value)
+                dead = DeadLetter(raw, f"scored event refused by the broker: {out.reason}", "produce_error",
+                                  orjson.loads(out.value).get("event_id"))
+                result.dead_letters.append(dead)
+                self._dead_letter(dead)
+            # else: a shadow score, dropped (logged above; its event was scored on the champion)
+        if moved:
+            result.scored = [s for s in result.scored if s[1] not in moved]
 
     def run(self, max_idle_s: float | None = None, log_every_s: float = 10.0) -> WorkerStats:
         """Loop until stopped (or idle for ``max_idle_s``).

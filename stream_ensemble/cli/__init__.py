@@ -17,6 +17,7 @@ from stream_ensemble.cli.common import Group, setup_logging
 from stream_ensemble.cli.datasets import datasets
 from stream_ensemble.cli.demo import demo, produce_demo
 from stream_ensemble.cli.deploy import deploy
+from stream_ensemble.cli.distill import distill
 from stream_ensemble.cli.health import health
 from stream_ensemble.cli.serve import serve
 from stream_ensemble.cli.status import status
@@ -45,7 +46,7 @@ def main(ctx: click.Context, config_file: Path | None, log_level: str, log_forma
     setup_logging(log_level, log_format)
 
 
-for command in (train, serve, status, topics, health, deploy, ab, demo, produce_demo, datasets):
+for command in (train, distill, serve, status, topics, health, deploy, ab, demo, produce_demo, datasets):
     main.add_command(command)
 
 

@@ -96,6 +96,8 @@ class _TqdmHandler(logging.Handler):
 @click.option("--budget-s", type=click.FloatRange(min=0), default=None,
               help="Seconds per split the members' hyperparameter search may start candidates in "
                    "(bounds training time; default: no limit, every listed candidate is tried).")
+@click.option("--student", default="lightgbm", show_default=True, type=click.Choice(["lightgbm", "hist_gb", "none"]),
+              help="Student distilled from the default per split (the `distilled` row); none: skip it.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes running a dataset's splits in parallel.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of split r is seed + r.")
@@ -104,7 +106,7 @@ def accuracy_cmd(
     data_dir: Path | None, out: Path, md: Path | None, png: Path | None, splits: int,
     dataset_names: str | None, max_rows: int | None, csv_path: Path | None, label: str | None,
     positive: str | None, no_header: bool, strategy_names: str | None, member_names: str | None,
-    no_baselines: bool, min_test_rows: int | None, budget_s: float | None, jobs: int,
+    no_baselines: bool, min_test_rows: int | None, budget_s: float | None, student: str, jobs: int,
     seed: int, quiet: bool,
 ) -> None:
     """Test metrics of every member, every strategy and outside baselines on real data.
@@ -113,8 +115,10 @@ def accuracy_cmd(
     members fit with out-of-fold predictions on the fit part; every strategy, calibrator and
     conformal predictor built; test log loss, accuracy, ROC AUC, Brier and ECE reported for
     every member, every strategy (calibrated), best_single (best validation log loss),
-    sklearn_stacking, deslib_knora_e and the default strategy, with the relative log-loss
-    reduction against best_single. Writes --out (JSON), --md and --png.
+    sklearn_stacking, deslib_knora_e, the default strategy and `distilled` (one fast student fit
+    to the default's OOF probabilities: its share of the default's gain over best_single and its
+    cost ratio), with the relative log-loss reduction against best_single. Writes --out (JSON),
+    --md and --png.
     """
     from stream_ensemble.bench import accuracy, datasets, report
 
@@ -134,6 +138,7 @@ def accuracy_cmd(
             budget_s=math.inf if budget_s is None else budget_s,
             strategies=tuple(strategies) if strategies else None,
             pool=accuracy.pool_subset(_split_list(member_names)),
+            student=None if student == "none" else student,
         )
         accuracy.check_strategies(config)
     except ConfigError as exc:

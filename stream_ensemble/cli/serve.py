@@ -25,6 +25,7 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("kafka.features_topic")
 @setting_option("kafka.scores_topic")
 @setting_option("kafka.dlq_topic")
+@setting_option("kafka.dlq_max_bytes", type=click.IntRange(4096, 990_000))
 @setting_option("kafka.batch_size", type=click.IntRange(1, 100_000))
 @setting_option("kafka.poll_timeout_s", "max_wait_s", type=click.FloatRange(min=0.001, max=10.0))
 @click.option("--max-wait-ms", type=click.IntRange(1, 10_000), default=None, help="Same as --max-wait-s, in milliseconds.")
@@ -40,7 +41,7 @@ log = logging.getLogger("stream_ensemble")
 @click.pass_context
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
-          dlq_topic: str | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
+          dlq_topic: str | None, dlq_max_bytes: int | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
           cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
           metrics_host: str | None, deploy_poll_s: float | None, shadow_topic: str | None, ab_refresh_s: float | None,
           max_idle: float | None) -> None:
@@ -66,7 +67,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
     pin_threads()
     cfg = config_from(
         ctx, kafka__bootstrap=bootstrap, kafka__group_id=group_id, kafka__features_topic=features_topic,
-        kafka__scores_topic=scores_topic, kafka__dlq_topic=dlq_topic, kafka__batch_size=batch_size,
+        kafka__scores_topic=scores_topic, kafka__dlq_topic=dlq_topic, kafka__dlq_max_bytes=dlq_max_bytes, kafka__batch_size=batch_size,
         kafka__poll_timeout_s=max_wait_ms / 1000.0 if max_wait_ms is not None else max_wait_s,
         kafka__partitions=partitions, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,

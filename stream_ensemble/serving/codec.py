@@ -9,6 +9,7 @@ No I/O here: the engine uses it on bytes it is given.
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from typing import Any
 
@@ -95,18 +96,62 @@ def encode(doc: dict[str, Any]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def dlq_record(dead: DeadLetter) -> bytes:
-    """Encode a dead letter per ``schemas/dlq_record.json`` (original bytes base64-encoded)."""
+#: Default cap of one encoded DLQ record, bytes: below librdkafka's ``message.max.bytes``
+#: (1,000,000, which the producer sets explicitly) with room for the key and the protocol.
+DLQ_MAX_BYTES = 900_000
+#: Longest original key and reason kept in a DLQ record (a key or a feature name can be huge).
+DLQ_MAX_KEY_BYTES = 1024
+DLQ_MAX_REASON_CHARS = 2000
+
+
+def dlq_record(dead: DeadLetter, max_bytes: int = DLQ_MAX_BYTES, keep_original: bool = True) -> bytes:
+    """Encode a dead letter per ``schemas/dlq_record.json``, at most ``max_bytes`` long.
+
+    The original value is base64-encoded byte for byte when the record fits; otherwise it
+    is truncated (``original_truncated: true``) so that the record fits. ``original_size``
+    and ``original_sha256`` always describe the whole original, so it can be matched with
+    the input topic. Keys longer than :data:`DLQ_MAX_KEY_BYTES` are truncated the same way.
+
+    Parameters
+    ----------
+    dead : DeadLetter
+    max_bytes : int
+        Cap of the encoded record (at least 4,096).
+    keep_original : bool
+        False: no original bytes at all (the fallback when the broker refused the record).
+
+    Returns
+    -------
+    bytes
+    """
     raw = dead.raw
-    return encode(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "original": base64.b64encode(raw.value or b"").decode("ascii"),
-            "original_key": None if raw.key is None else base64.b64encode(raw.key).decode("ascii"),
-            "reason": dead.reason,
-            "error_type": dead.error_type,
-            "event_id": dead.event_id,
-            "source": {"topic": raw.ref.topic, "partition": raw.ref.partition, "offset": raw.ref.offset},
-            "dead_lettered_at": time.time(),
-        }
-    )
+    value = raw.value or b""
+    key = raw.key
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "original": "",
+        "original_key": None if key is None else base64.b64encode(key[:DLQ_MAX_KEY_BYTES]).decode("ascii"),
+        "original_size": len(value),
+        "original_sha256": hashlib.sha256(value).hexdigest(),
+        "original_truncated": False,
+        "reason": dead.reason[:DLQ_MAX_REASON_CHARS],
+        "error_type": dead.error_type,
+        "event_id": None if dead.event_id is None else dead.event_id[:256],
+        "source": {"topic": raw.ref.topic, "partition": raw.ref.partition, "offset": raw.ref.offset},
+        "dead_lettered_at": time.time(),
+    }
+    # ``original`` is "" in the envelope and 4 bytes of base64 per 3 of input once filled.
+    room = max(max_bytes - len(encode({**doc, "original_truncated": True})), 0) // 4 * 3
+    kept = value[:room] if keep_original else b""
+    key_cut = key is not None and len(key) > DLQ_MAX_KEY_BYTES
+    doc["original"] = base64.b64encode(kept).decode("ascii")
+    doc["original_truncated"] = len(kept) < len(value) or key_cut
+    return encode(doc)
+
+
+def dlq_key(key: bytes | None) -> bytes | None:
+    """Kafka key of a DLQ record: the original key, or its SHA-256 (hex) when longer than
+    :data:`DLQ_MAX_KEY_BYTES` (an oversize key would make the record too large)."""
+    if key is None or len(key) <= DLQ_MAX_KEY_BYTES:
+        return key
+    return hashlib.sha256(key).hexdigest().encode()

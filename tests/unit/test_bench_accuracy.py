@@ -161,8 +161,24 @@ def test_tiny_end_to_end_follows_the_contract(tiny_result: dict, tmp_path: Path)
     rel = doc["summary"]["relative_log_loss_reduction"]
     assert rel["best_single"]["mean"] == 0.0
     assert doc["summary"]["best_strategy"] in {s.value for s in STRATEGIES}
+    for name, entry in doc["datasets"].items():
+        d, m = entry["distilled"], entry["methods"]
+        assert d["student"] == "lightgbm" and d["log_loss"] == m["distilled"]["log_loss"]
+        assert d["teacher_log_loss"] == m["default"]["log_loss"] and d["best_single_log_loss"] == m["best_single"]["log_loss"]
+        gain = d["best_single_log_loss"] - d["teacher_log_loss"]
+        if gain > 0:
+            assert d["kept_share"] == pytest.approx((d["best_single_log_loss"] - d["log_loss"]) / gain)
+        else:
+            assert d["kept_share"] is None and name in doc["summary"]["distilled"]["no_teacher_gain"]
+        assert d["cost_ratio"] == pytest.approx(d["student_ms_per_1k"] / d["teacher_ms_per_1k"])
+        assert d["student_ms_per_1k"] > 0 and d["teacher_ms_per_1k"] > 0 and 0.0 <= d["decision_agreement"] <= 1.0
+        assert "distilled" not in entry["members"] and "distilled" not in entry["strategies"]
+    assert set(doc["summary"]["distilled"]["per_dataset"]) == {"breast_cancer", "generated"}
+    assert "distilled_keeps_95pct_cheaper" in doc["summary"]["goals"]
+    assert "distilled" in doc["summary"]["relative_log_loss_reduction"]
     md = report.render_markdown(tiny_result)
     assert "## Summary" in md and "### generated" in md and "calibrated" in md
+    assert "## Distilled student" in md and "| breast_cancer |" in md.split("## Distilled student")[1]
     png = report.render_png(tiny_result, tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 

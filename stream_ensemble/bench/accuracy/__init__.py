@@ -14,7 +14,9 @@ Protocol, per dataset and per repeat ``r`` (seed ``random_state + r``):
    validation, never on test), ``sklearn_stacking`` (scikit-learn's ``StackingClassifier``
    over the same specs, cv=5, fit on the fit part), ``deslib_knora_e`` (DESlib ``KNORAE`` over
    the same fitted members, DSEL = the calibration-validation part) and ``default`` (the
-   strategy ``build`` serves by default).
+   strategy ``build`` serves by default), and ``distilled`` (one fast student fit to the
+   default's calibrated OOF probabilities of the fit part and calibrated on the
+   calibration-validation part; :mod:`~stream_ensemble.bench.accuracy.distilled`).
 
 Log loss clips probabilities at 1e-15 (DESlib and single trees output exact 0 and 1).
 Metrics are averaged over the repeats (``std`` alongside); the relative log-loss reduction
@@ -22,7 +24,7 @@ against ``best_single`` is computed per repeat and then averaged.
 
 Modules: ``config`` (settings, row names, pool and strategy choice), ``baselines`` (scikit-learn
 stacking, DESlib KNORA-E), ``split`` (one split, every method on its test part), ``aggregate``
-(per-dataset means and the summary with its goals), ``run`` (the loop over datasets). A new
+(per-dataset means and the summary with its goals), ``distilled`` (the student row), ``run`` (the loop over datasets). A new
 baseline is a function in ``baselines`` called from ``split.run_split``; a new goal a line in
 ``aggregate.summarise``.
 """
@@ -33,6 +35,7 @@ from stream_ensemble.bench.accuracy.config import (
     BEST_SINGLE,
     DEFAULT,
     DESLIB_KNORA_E,
+    DISTILLED,
     METRIC_NAMES,
     REL_LL,
     SKLEARN_STACKING,
@@ -45,7 +48,7 @@ from stream_ensemble.bench.accuracy.run import run_accuracy
 from stream_ensemble.bench.accuracy.split import SplitResult, proba_metrics, run_split
 
 __all__ = [
-    "BEST_SINGLE", "DEFAULT", "DESLIB_KNORA_E", "METRIC_NAMES", "REL_LL", "SKLEARN_STACKING",
+    "BEST_SINGLE", "DEFAULT", "DESLIB_KNORA_E", "DISTILLED", "METRIC_NAMES", "REL_LL", "SKLEARN_STACKING",
     "VALIDATED_STRATEGY", "BenchConfig", "SplitResult", "aggregate_dataset", "check_strategies",
     "deslib_knora_e_proba", "deslib_shim", "fit_sklearn_stacking", "pool_subset", "proba_metrics",
     "run_accuracy", "run_split", "summarise",

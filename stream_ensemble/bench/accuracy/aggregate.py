@@ -12,11 +12,13 @@ from stream_ensemble.bench.accuracy.config import (
     BEST_SINGLE,
     DEFAULT,
     DESLIB_KNORA_E,
+    DISTILLED,
     METRIC_NAMES,
     REL_LL,
     SKLEARN_STACKING,
     VALIDATED_STRATEGY,
 )
+from stream_ensemble.bench.accuracy.distilled import aggregate_distilled, summarise_distilled
 from stream_ensemble.bench.accuracy.split import SplitResult
 from stream_ensemble.core.data import Dataset
 from stream_ensemble.core.evaluation import relative_reduction
@@ -56,7 +58,8 @@ def _best_ensemble(methods: dict[str, dict[str, float]], strategies: Sequence[st
     return min(finite, key=lambda m: methods[m]["log_loss"]) if finite else None
 
 
-def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResult]) -> dict[str, Any]:
+def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResult],
+                      student: str | None = None) -> dict[str, Any]:
     """The JSON entry of one dataset from its split results.
 
     Parameters
@@ -66,6 +69,8 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
     rows_total : int
         Rows before any ``max_rows`` subsample.
     splits : sequence of SplitResult
+    student : str, optional
+        Student family of the ``distilled`` entry (reported only).
 
     Returns
     -------
@@ -83,7 +88,7 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
     methods = _aggregate_methods([s.methods for s in splits], BEST_SINGLE)
     bests = [s.best_single for s in splits]
     members = [m for m in splits[0].methods if m not in splits[0].methods_uncalibrated
-               and m not in (BEST_SINGLE, "best_single_calibrated", SKLEARN_STACKING, DESLIB_KNORA_E)]
+               and m not in (BEST_SINGLE, "best_single_calibrated", SKLEARN_STACKING, DESLIB_KNORA_E, DISTILLED)]
     conformal: list[dict[str, Any]] = []
     for e in splits[0].conformal:
         same = [c for s in splits for c in s.conformal if (c["alpha"], c["mondrian"]) == (e["alpha"], e["mondrian"])]
@@ -132,6 +137,10 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
         "confidence": confidence,
         "timings_s": {k: float(sum(s.timings.get(k, 0.0) for s in splits)) for k in splits[0].timings},
         "failed": {k: v for s in splits for k, v in s.failed.items()},
+        "distilled": aggregate_distilled(
+            methods, [s.distilled for s in splits if s.distilled],
+            [(s.methods[BEST_SINGLE]["log_loss"], s.methods[DEFAULT]["log_loss"], s.methods[DISTILLED]["log_loss"])
+             for s in splits if DISTILLED in s.methods], student),
     }
 
 
@@ -226,6 +235,9 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
         "goal": "per dataset: served confidence's test error AUROC >= top probability's (measure chosen on "
                 "the calibration part)",
         "holds": not conf_bad, "detail": "; ".join(conf_bad) or "all datasets"}
+    distilled, distilled_goal = summarise_distilled(datasets)
+    if distilled_goal is not None:
+        goals["distilled_keeps_95pct_cheaper"] = distilled_goal
     conf_names = list(entries[0]["confidence"].get("measures", {}))
     conf_mean = {c: _mean_std([e["confidence"]["measures"][c] for e in entries])[0] for c in conf_names}
     return {
@@ -237,4 +249,5 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
         "best_confidence_measure": max(conf_mean, key=lambda c: conf_mean[c] if math.isfinite(conf_mean[c]) else -1.0)
         if conf_mean else None,
         "goals": goals,
+        "distilled": distilled,
     }

@@ -17,6 +17,8 @@ SKLEARN_STACKING = "sklearn_stacking"
 DESLIB_KNORA_E = "deslib_knora_e"
 DEFAULT = "default"
 VALIDATED_STRATEGY = "validated_strategy"
+#: The student distilled from the default (``core.training.distill``), one fast model.
+DISTILLED = "distilled"
 #: Reported relative log-loss reduction key.
 REL_LL = "relative_log_loss_reduction"
 LL_CLIP = 1e-15
@@ -54,6 +56,9 @@ class BenchConfig:
     budget_s : float
         Seconds the members' hyperparameter search may start candidates in, per split
         (``BuildConfig.search_budget_s``; bounds the training time).
+    student : str or None
+        Student family distilled from the default per split (``lightgbm`` or ``hist_gb``;
+        ``None``: no ``distilled`` row).
     """
 
     splits: int = 3
@@ -67,8 +72,13 @@ class BenchConfig:
     min_test_rows: int = 0
     jobs: int = 1
     budget_s: float = math.inf
+    student: str | None = "lightgbm"
 
     def __post_init__(self) -> None:
+        from stream_ensemble.core.training.distill import STUDENTS
+
+        if self.student is not None and self.student not in STUDENTS:
+            raise ConfigError(f"--student must be one of {', '.join(STUDENTS)} or none, got {self.student!r}")
         if self.splits < 1:
             raise ConfigError(f"--splits must be >= 1, got {self.splits}")
         if self.min_test_rows < 0:

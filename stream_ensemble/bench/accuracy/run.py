@@ -109,7 +109,7 @@ def run_accuracy(
                     for f in futures:  # results in split order, whatever finishes first
                         splits.append(f.result())
                         bar.update(1)
-                results[data.name] = aggregate_dataset(data, rows_total, splits)
+                results[data.name] = aggregate_dataset(data, rows_total, splits, config.student)
                 if on_dataset is not None:
                     on_dataset(data.name, results[data.name])
     finally:
@@ -128,7 +128,8 @@ def run_accuracy(
             "calibrator and conformal sets as build() fits them (see calibration_protocol); "
             "best_single = member with the lowest calibration-validation log loss; default = the strategy "
             "build() chose on the calibration part (auto); best_ensemble = lowest test log loss among the "
-            "strategies (an oracle, never served); metrics on test."
+            "strategies (an oracle, never served); distilled = one student fit to the default's calibrated "
+            "OOF probabilities on the fit part, calibrated on the calibration part; metrics on test."
         ),
         "splits": config.splits,
         "min_test_rows": config.min_test_rows,
@@ -139,6 +140,7 @@ def run_accuracy(
         "strategies": strategies,
         "max_rows": max_rows,
         "search_budget_s": config.budget_s,
+        "student": config.student,
         "conformal_alphas": list(config.alphas),
         "selective_coverage": config.coverage,
         "log_loss_clip": LL_CLIP,

@@ -23,6 +23,7 @@ from stream_ensemble.bench.accuracy.config import (
     BEST_SINGLE,
     DEFAULT,
     DESLIB_KNORA_E,
+    DISTILLED,
     METRIC_NAMES,
     SKLEARN_STACKING,
     VALIDATED_STRATEGY,
@@ -115,6 +116,7 @@ class SplitResult:
     members_cost: dict[str, dict[str, float]] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
     default_cost_ms_per_1k: float = math.nan
+    distilled: dict[str, float] = field(default_factory=dict)
 
 
 def calibration_note(calibrator: Any) -> dict[str, Any]:
@@ -295,6 +297,14 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
     picked = _validated_pick(built, [n for n in strategies if n in scored])
     methods[VALIDATED_STRATEGY] = dict(methods[picked])
     uncal[VALIDATED_STRATEGY] = dict(uncal[picked])
+    distilled: dict[str, float] = {}
+    if config.student is not None:
+        from stream_ensemble.bench.accuracy.distilled import distil_split
+
+        with timer.step("distil"):
+            p_student, distilled = distil_split(built, config.student, Xf, Xc, yc, Xt,
+                                                scored[built.default]["proba"], seed)
+            methods[DISTILLED] = proba_metrics(p_student, yt)
     if config.baselines:
         with timer.step("sklearn stacking"), threadpool_limits(1):
             stack = fit_sklearn_stacking(specs, Xf, yf)
@@ -365,6 +375,7 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
                       for j, n in enumerate(mf.names)},
         search={k: v.as_dict() for k, v in built.search.items()},
         default_cost_ms_per_1k=default_cost,
+        distilled=distilled,
     )
 
 

@@ -107,13 +107,20 @@ class LightGBMMember(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.early_stopping_rounds = early_stopping_rounds
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> LightGBMMember:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None,
+            stop_set: tuple[Any, Any, Any] | None = None) -> LightGBMMember:
         """Boost on ``1 - validation_fraction`` of the rows, stop on the rest.
 
         Parameters
         ----------
         X : array-like of shape (n, n_features)
         y : array-like of shape (n,)
+        sample_weight : array-like of shape (n,), optional
+            Row weights (distillation repeats a row once per class, weighted by the teacher's
+            probability of that class: weighted log loss = cross-entropy to the soft target).
+        stop_set : (X_stop, y_stop, w_stop), optional
+            Early-stopping rows to use instead of the inner split (``w_stop`` may be None), for
+            callers whose rows are not independent (repeated rows must not straddle the split).
 
         Returns
         -------
@@ -123,7 +130,17 @@ class LightGBMMember(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
         Xa, codes = _prepare(self, X, y)
         k = self.classes_.size
-        Xf, yf, Xs, ys = _inner_split(Xa, codes, self.validation_fraction, self.random_state)
+        ws: Any = None
+        if stop_set is None:
+            if sample_weight is not None:
+                raise ConfigError("sample_weight needs an explicit stop_set (the inner split is unweighted)")
+            Xf, yf, Xs, ys = _inner_split(Xa, codes, self.validation_fraction, self.random_state)
+            wf: Any = None
+        else:
+            Xf, yf, wf = Xa, codes, sample_weight
+            Xs = np.ascontiguousarray(stop_set[0], dtype=np.float64)
+            ys = np.searchsorted(self.classes_, np.asarray(stop_set[1]))
+            ws = stop_set[2]
         params: dict[str, Any] = {
             "objective": "binary" if k == 2 else "multiclass", "verbosity": -1, "num_threads": 1,
             "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
@@ -134,8 +151,8 @@ class LightGBMMember(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         }
         if k > 2:
             params["num_class"] = k
-        train = lgb.Dataset(Xf, label=yf, free_raw_data=True)
-        stop = lgb.Dataset(Xs, label=ys, reference=train)
+        train = lgb.Dataset(Xf, label=yf, weight=wf, free_raw_data=True)
+        stop = lgb.Dataset(Xs, label=ys, weight=ws, reference=train)
         self.booster_ = lgb.train(params, train, num_boost_round=self.n_estimators, valid_sets=[stop],
                                   callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())

@@ -274,3 +274,26 @@ def predict_members(
             except Exception as exc:  # noqa: BLE001 -- re-raised with the member index
                 raise ModelPoolError(f"member {j} failed to predict: {exc}") from exc
     return out
+
+
+def measure_cost(est: Any, X: Matrix) -> tuple[float, float]:
+    """A fitted member's cost as the registry records it: (``call_ms``, ``cost_ms_per_1k``).
+
+    Timed exactly as :func:`fit_members` times every member (served form, one thread, best of
+    :data:`TIMING_REPEATS`, a :data:`TIMING_ROWS`-row block tiled from ``X``).
+
+    Parameters
+    ----------
+    est : fitted classifier
+    X : ndarray of shape (n, n_features)
+        Rows to tile into the timing block.
+
+    Returns
+    -------
+    call_ms : float
+        One call on one row, milliseconds.
+    cost_ms_per_1k : float
+        One call on 1,000 rows, milliseconds.
+    """
+    with threadpool_limits(1):
+        return _time_predict(est, _timing_block(np.asarray(X, dtype=np.float64)))
