@@ -26,16 +26,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_ensemble.errors import KafkaAdapterError
-
-if TYPE_CHECKING:
-    from stream_ensemble.bench.faults.run import Run
 
 
 @dataclass
@@ -256,13 +253,17 @@ class Sampler(threading.Thread):
 
 
 class Producer:
-    """One ``throughput_procs produce`` process: ``events`` good events at ``rate``/s."""
+    """One ``throughput_procs produce`` process: ``events`` good events at ``rate``/s.
 
-    def __init__(self, run: Run, events: int, rate: float, poison: Path | None = None, poison_every: int = 10) -> None:
-        args = {"bootstrap": run.bootstrap, "features_topic": run.topics[0], "events": events, "rate": rate,
-                "run_id": run.prefix, "records": str(run.records_file), "partitions": run.partitions,
-                "message_timeout_ms": 600_000, "poison": str(poison) if poison else None, "poison_every": poison_every}
-        self.out = run.dir / f"producer-{uuid.uuid4().hex[:4]}.out"
+    ``args`` are the process's (bootstrap, features_topic, run_id, records, partitions); its
+    summary goes to a file in ``out_dir``.
+    """
+
+    def __init__(self, args: dict[str, Any], out_dir: Path, events: int, rate: float, poison: Path | None = None,
+                 poison_every: int = 10) -> None:
+        args = {**args, "events": events, "rate": rate, "message_timeout_ms": 600_000,
+                "poison": str(poison) if poison else None, "poison_every": poison_every}
+        self.out = out_dir / f"producer-{uuid.uuid4().hex[:4]}.out"
         with self.out.open("wb") as fh:
             self.proc = subprocess.Popen([sys.executable, "-m", "stream_ensemble.bench.throughput_procs", "produce",
                                           json.dumps(args)], stdout=fh, stderr=subprocess.STDOUT)

@@ -172,7 +172,9 @@ class Run:
             self.poison_kinds.update({eid: kind for eid, kind, _ in poison})
             path = self.dir / "poison.json"
             path.write_bytes(orjson.dumps([[eid, base64.b64encode(v).decode()] for eid, _, v in poison]))
-        prod = Producer(self, events, rate or self.env.rate, path, poison_every)
+        args = {"bootstrap": self.bootstrap, "features_topic": self.topics[0], "run_id": self.prefix,
+                "records": str(self.records_file), "partitions": self.partitions}
+        prod = Producer(args, self.dir, events, rate or self.env.rate, path, poison_every)
         self.producers.append(prod)
         return prod
 
