@@ -112,3 +112,53 @@ class InMemoryDeploys:
 
     def refused(self, tag: str, reason: str) -> None:
         self.refusals[tag] = reason
+
+
+class FaultyEstimator:
+    """A fitted classifier that misbehaves on purpose, for fault tests and ``bench faults``.
+
+    It wraps a real fitted estimator and, on every ``predict_proba`` call, does one thing
+    wrong. It is pickled into a throwaway copy of a registry (never a production path).
+
+    Parameters
+    ----------
+    inner : estimator
+        Fitted classifier with ``predict_proba`` and ``classes_``.
+    mode : {"raise", "nan", "out_of_range", "sleep"}
+        ``raise``: raises ``RuntimeError``; ``nan``: NaN for every row; ``out_of_range``:
+        probabilities 1.5 and -0.5 (outside [0, 1], rows still summing to 1); ``sleep``:
+        the inner output after sleeping ``sleep_s`` seconds (a member past its deadline).
+    sleep_s : float
+    """
+
+    MODES = ("raise", "nan", "out_of_range", "sleep")
+
+    def __init__(self, inner: object, mode: str, sleep_s: float = 2.0) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {', '.join(self.MODES)}, got {mode!r}")
+        self.inner = inner
+        self.mode = mode
+        self.sleep_s = sleep_s
+
+    @property
+    def classes_(self) -> object:
+        """The inner estimator's classes."""
+        return getattr(self.inner, "classes_")
+
+    def predict_proba(self, X: object) -> object:
+        """Shape (n_events, n_classes), wrong in the way ``mode`` says."""
+        import time
+
+        import numpy as np
+
+        if self.mode == "raise":
+            raise RuntimeError("FaultyEstimator: injected failure")
+        out = np.asarray(getattr(self.inner, "predict_proba")(X), dtype=np.float64)
+        if self.mode == "nan":
+            return np.full_like(out, np.nan)
+        if self.mode == "out_of_range":
+            bad = np.full_like(out, -0.5 / max(out.shape[1] - 1, 1))
+            bad[:, 0] = 1.5
+            return bad
+        time.sleep(self.sleep_s)
+        return out

@@ -15,6 +15,7 @@ knows when the group is stable, and stops on SIGTERM after committing what it ac
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import sys
@@ -142,32 +143,66 @@ def naive(args: dict[str, Any]) -> None:
 
 
 def produce(args: dict[str, Any]) -> None:
-    """Offer ``events`` events at ``rate``/s from the records file, then print a JSON summary."""
+    """Offer ``events`` events at ``rate``/s from the records file, then print a JSON summary.
+
+    Optional arguments (``bench faults``): ``partitions`` sends event ``i`` to partition
+    ``i mod partitions`` and keys every message by its event_id (so a dead letter names its
+    event even when the value is unreadable); ``poison`` is a JSON file of ``[event_id,
+    base64 value]`` pairs, one sent after every ``poison_every`` good events;
+    ``message_timeout_ms`` bounds how long a message may wait for a broker that is down.
+    The summary lists up to 10,000 ``failed_ids`` (never acknowledged, so never produced).
+    """
     records = orjson.loads(Path(args["records"]).read_bytes())
     n, rate, topic, run = int(args["events"]), float(args["rate"]), args["features_topic"], args["run_id"]
-    p = _producer(args["bootstrap"], linger_ms=1)
+    parts = int(args.get("partitions", 0))
+    poison = [(eid, base64.b64decode(v)) for eid, v in orjson.loads(Path(args["poison"]).read_bytes())] \
+        if args.get("poison") else []
+    every = max(int(args.get("poison_every", 10)), 1)
+    p = Producer({"bootstrap.servers": args["bootstrap"], "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 1, "compression.type": "lz4", "message.max.bytes": 2_000_000,
+                  "message.timeout.ms": int(args.get("message_timeout_ms", 300_000))})
     failures = 0
+    failed_ids: list[str] = []
 
-    def on_delivery(err: Any, _msg: Any) -> None:
+    def on_delivery(err: Any, msg: Any) -> None:
         nonlocal failures
-        failures += err is not None
+        if err is not None:
+            failures += 1
+            if len(failed_ids) < 10_000:
+                failed_ids.append((msg.key() or b"").decode(errors="replace"))
+
+    def send(key: str, value: bytes, partition: int) -> None:
+        while True:
+            try:
+                if parts:
+                    p.produce(topic, key=key.encode(), value=value, partition=partition, on_delivery=on_delivery)
+                else:
+                    p.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
+                return
+            except BufferError:
+                p.poll(0.05)
 
     t0 = time.perf_counter()
-    i = 0
+    i = sent_poison = 0
     while i < n:
         due = min(n, int((time.perf_counter() - t0) * rate) + 1)
         while i < due:
             entity = f"e-{i % 997}"
-            doc = {"event_id": f"{run}-{i}", "entity_id": entity, "timestamp": time.time(),
-                   "features": distinct_record(records, i)}
-            p.produce(topic, key=entity.encode(), value=orjson.dumps(doc), on_delivery=on_delivery)
+            eid = f"{run}-{i}"
+            doc = {"event_id": eid, "entity_id": entity, "timestamp": time.time(), "features": distinct_record(records, i)}
+            send(eid if parts else entity, orjson.dumps(doc), i % parts if parts else 0)
             i += 1
+            if poison and i % every == 0 and sent_poison < len(poison):
+                eid, value = poison[sent_poison]
+                send(eid, value, sent_poison % parts if parts else 0)
+                sent_poison += 1
         p.poll(0)
         time.sleep(0.001)
-    left = p.flush(30)
+    left = p.flush(float(args.get("message_timeout_ms", 30_000)) / 1000.0 + 5.0)
     elapsed = time.perf_counter() - t0
-    print(json.dumps({"produced": n, "seconds": elapsed, "offered_per_s": n / elapsed,
-                      "unacknowledged": left, "failures": failures}), flush=True)
+    print(json.dumps({"produced": n + sent_poison, "good": n, "poison": sent_poison, "seconds": elapsed,
+                      "offered_per_s": n / elapsed, "unacknowledged": left, "failures": failures,
+                      "failed_ids": failed_ids}), flush=True)
 
 
 def main(argv: list[str]) -> None:

@@ -134,7 +134,10 @@ class ScoringService:
         fresh: dict[int, bytes] = {}
         rejected: dict[int, tuple[str, str]] = {}
         if unique:
-            fresh, rejected = self._score_misses([events[i] for i in unique], [levels[i] for i in unique], healthy, unique)
+            # numpy warnings (a huge value overflowing in standardisation...) would reach stderr
+            # once per code location and say nothing: the pool finds and drops the rows they spoil.
+            with np.errstate(all="ignore"):
+                fresh, rejected = self._score_misses([events[i] for i in unique], [levels[i] for i in unique], healthy, unique)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         # A scored event is its per-event head, the cached-form body's members, a batch tail:
         # the body is encoded once and the same bytes go to the cache and into the event.

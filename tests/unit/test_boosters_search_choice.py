@@ -78,3 +78,47 @@ def test_confidence_keeps_top_proba_unless_another_measure_is_reliably_better() 
     better = np.where(correct, 0.9, 0.3) + rng.normal(0, 0.1, n)
     win = choose_confidence({"top_proba": signal, "other": better}, correct)
     assert win.chosen == "other" and win.detail["lead_over_top_proba"] > win.detail["lead_se"]
+
+
+def test_strategy_choice_serves_the_simplest_candidate_within_noise() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.1, 0.5, 150)
+    # "complex" is 0.005 lower on average but the paired difference is noisy (SE ~0.008).
+    jitter = 0.1 * np.where(np.arange(150) % 2 == 0, 1.0, -1.0)  # zero mean, SE 0.1 / sqrt(150)
+    noisy = choose_strategy({"simple": base, "complex": base - 0.005 + jitter})
+    assert (noisy.chosen, noisy.runner_up) == ("simple", "complex")
+    assert noisy.detail["gap"] < 0 and -noisy.detail["gap"] <= noisy.detail["gap_se"]
+    assert noisy.detail["rows"] == 150
+    # A gain far beyond its noise is taken.
+    clear = choose_strategy({"simple": base, "complex": base - 0.05 + rng.normal(0, 0.01, 150)})
+    assert clear.chosen == "complex" and clear.detail["gap"] > clear.detail["gap_se"]
+
+
+def test_confidence_switch_needs_more_than_one_se_per_alternative_looked_at() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    correct = rng.uniform(size=n) < 0.8
+    signal = np.where(correct, 0.7, 0.5) + rng.normal(0, 0.2, n)
+    others = {f"m{i}": signal + rng.normal(0, 0.05, n) for i in range(7)}
+    choice = choose_confidence({"top_proba": signal, **others}, correct)
+    assert choice.chosen == "top_proba"
+    if choice.detail:  # an alternative led: it was kept out unless beyond z SEs
+        assert choice.detail["z"] == pytest.approx(2.45, abs=0.01)
+        assert choice.detail["lead_over_top_proba"] <= choice.detail["z"] * choice.detail["lead_se"]
+
+
+def test_small_calibration_part_adds_cross_fitted_fit_rows_to_the_choice() -> None:
+    from stream_ensemble.core.members.families import default_pool
+    from stream_ensemble.core.training.builder import BuildConfig, build
+
+    X, y = make_classification(300, n_features=6, n_informative=4, random_state=3)
+    specs = [s for s in default_pool(0) if s.model_id in {"logreg", "naive_bayes", "decision_tree"}]
+    fit, cal = slice(0, 200), slice(200, 300)
+    crossed = build(specs, X[fit], y[fit], X[cal], y[cal], BuildConfig(n_folds=3))
+    assert crossed.strategy_choice is not None and crossed.strategy_choice.detail["rows"] == 300
+    only_cal = build(specs, X[fit], y[fit], X[cal], y[cal], BuildConfig(n_folds=3, crossfit_below=0))
+    assert only_cal.strategy_choice is not None and only_cal.strategy_choice.detail["rows"] == 100
+    # The calibration-part scores are the same rows either way; the evidence differs.
+    assert crossed.strategy_choice.scores != only_cal.strategy_choice.scores
+    with pytest.raises(ConfigError):
+        BuildConfig(crossfit_below=-1)

@@ -35,7 +35,7 @@ def wine_ensemble(tmp_path_factory: pytest.TempPathFactory) -> ServingEnsemble:
     manifest = registry.manifest("ensembles", "wine")
     # auto: chosen on validation rows among the candidates that take K classes (never boosting).
     assert result.strategy == manifest["strategy_choice"]["chosen"]
-    assert set(manifest["strategy_choice"]["scores"]) == {"stacking_all", "bnb_stacking", "caruana", "bnb_weighted",
+    assert set(manifest["strategy_choice"]["scores"]) == {"best_member", "stacking_all", "bnb_stacking", "caruana", "bnb_weighted",
                                                           "bnb_soft", "soft_voting_all"}
     return load_serving_ensemble(registry, "wine")
 

@@ -254,3 +254,22 @@ def test_a_member_outside_the_selection_going_down_changes_nothing() -> None:
     # A selected member going down does re-select, without it.
     after = st.required_members(np.array([True, False, True, True]))
     assert after[0] and not after[1]
+
+
+def test_best_member_serves_the_lowest_oof_loss_member_and_reselects_on_health(data: Data) -> None:
+    mf, X, y, _, _, P_test = data
+    st = fit_strategy("best_member", mf.P_oof, y, costs=mf.costs_ms_per_1k, member_names=mf.names)
+    p_true = np.take_along_axis(mf.P_oof, y[:, None, None], axis=2)[:, :, 0]
+    order = np.argsort(-np.log(np.clip(p_true, 1e-15, 1)).mean(axis=0))
+    all_up = np.ones(mf.n_models, dtype=bool)
+    assert np.flatnonzero(st.required_members(all_up)).tolist() == [order[0]]
+    # The served output is that member's own probabilities.
+    out = st.predict_proba(P_test, np.broadcast_to(st.required_members(all_up), P_test.shape[:2]).copy())
+    np.testing.assert_allclose(out, P_test[:, order[0]])
+    down = all_up.copy()
+    down[order[0]] = False
+    assert np.flatnonzero(st.required_members(down)).tolist() == [order[1]]
+    # A budget below the best member's cost moves to the best affordable one.
+    cheap = SelectionConstraints(budget=float(np.sort(mf.costs_ms_per_1k)[0]))
+    st_b = fit_strategy("best_member", mf.P_oof, y, costs=mf.costs_ms_per_1k, constraints=cheap)
+    assert mf.costs_ms_per_1k[st_b.required_members(all_up)].max() <= cheap.budget

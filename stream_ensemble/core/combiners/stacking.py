@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from stream_ensemble.core.combiners._base import (
@@ -56,6 +57,33 @@ def out_of_fold_proba(estimators: list[Any], X: Matrix, y: Labels, *, cv: int = 
     return np.stack(preds, axis=1).astype(np.float64)
 
 
+#: Inverse regularisation strengths the default meta-learner chooses among (inner CV).
+META_CS = (0.01, 0.1, 1.0, 10.0)
+
+
+# scikit-learn 1.8+ warns unless the (plain L2) penalty mix and the attribute layout are explicit.
+_LRCV_QUIET: dict[str, Any] = (
+    {"l1_ratios": (0.0,), "use_legacy_attributes": False}
+    if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters else {})
+
+
+def default_meta_learner(y: Labels) -> Any:
+    """Logistic regression whose regularisation is chosen by 3-fold CV log loss on the fit rows.
+
+    With many members (and ``n_models * n_classes`` log-probability features for K classes) a
+    fixed ``C=1`` meta-learner separates a few hundred OOF rows perfectly and serves near-0
+    probabilities to the true class of a new row: on one 178-row, 3-class dataset a single
+    such row made the stacking's test log loss 0.39 against 0.01 for a plain average. The CV
+    picks a stronger penalty there and a weak one on large data. Fewer than 3 rows of some
+    class: plain ``C=1``.
+    """
+    counts = np.bincount(np.asarray(y, dtype=np.int64))
+    if counts.size < 2 or counts[counts > 0].min() < 3:
+        return LogisticRegression(max_iter=1000)
+    return LogisticRegressionCV(Cs=list(META_CS), cv=StratifiedKFold(3, shuffle=True, random_state=0),
+                                scoring="neg_log_loss", max_iter=1000, **_LRCV_QUIET)
+
+
 class Stacking(Combiner):
     """Meta-learner (default logistic regression) on member log-odds features.
 
@@ -77,7 +105,8 @@ class Stacking(Combiner):
     Parameters
     ----------
     meta_learner : sklearn classifier, optional
-        Cloned in ``fit``; default ``LogisticRegression(max_iter=1000)``.
+        Cloned in ``fit``; default :func:`default_meta_learner` (logistic regression, penalty
+        chosen by inner CV).
 
     Attributes
     ----------
@@ -110,8 +139,7 @@ class Stacking(Combiner):
         sums = np.where(present, feats, 0.0).sum(axis=0)
         self.feature_means_ = np.divide(sums, counts, out=np.zeros(sums.shape), where=counts > 0)
         keep = mask.any(axis=1)
-        meta = clone(self.meta_learner if self.meta_learner is not None
-                     else LogisticRegression(max_iter=1000))
+        meta = clone(self.meta_learner if self.meta_learner is not None else default_meta_learner(y[keep]))
         meta.fit(self._imputed(P, mask)[keep], y[keep])
         if not np.array_equal(np.asarray(meta.classes_), np.arange(P.shape[2])):
             raise CombinerError("the meta-learner did not see every class in rows with members")

@@ -1,9 +1,13 @@
 """The model pool: fitted members with a shared class order, run once per batch.
 
-Members are isolated: an exception, a wrong shape or non-finite output drops that member
-for the affected rows (recorded in the run report), never the batch. A member that takes
-longer than its deadline is reported as timed out; sklearn calls cannot be pre-empted, so
-the result of a late member is discarded for this batch rather than waited for twice.
+Members are isolated per row: an output row that is non-finite, outside [0, 1] or does not
+sum to 1 drops that member for that row only. A call that raises or returns a wrong shape is
+retried on the subset where it can succeed -- first the rows whose inputs are all finite (a
+value like 1e308 overflows standardisation to inf, which sklearn rejects for the whole
+call), then by bisection with a small call budget -- so one poison row costs its
+neighbours nothing. A wrong output shape is a member bug: dropped for the batch, no retry. A member that takes longer than its
+deadline is reported as timed out; sklearn calls cannot be pre-empted, so the result of a
+late member is discarded for this batch rather than waited for twice.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ class PoolRun:
         Members whose output was discarded for exceeding the deadline.
     seconds : dict
         Member name -> wall time spent.
+    failed_rows : dict
+        Member name -> number of rows it has no valid output for (all rows for a member
+        that failed on the whole batch).
     """
 
     proba: Proba
@@ -72,6 +79,42 @@ class PoolRun:
     failed: dict[str, str] = field(default_factory=dict)
     timed_out: set[str] = field(default_factory=set)
     seconds: dict[str, float] = field(default_factory=dict)
+    failed_rows: dict[str, int] = field(default_factory=dict)
+
+
+#: Most extra calls a member that raised gets to isolate the rows it fails on.
+ISOLATION_CALLS = 48
+#: How far a member's probability may stray outside [0, 1], or its row sum from 1, before
+#: the row is invalid (float noise of softmax / normalisation is far below this).
+PROBA_TOLERANCE = 1e-6
+SUM_TOLERANCE = 1e-3
+
+
+class _CallFailed(Exception):
+    """A member call raised or returned a wrong shape (the reason is the message)."""
+
+    def __init__(self, reason: str, shape: bool = False) -> None:
+        super().__init__(reason)
+        self.shape = shape
+
+
+def valid_rows(out: np.ndarray) -> np.ndarray:
+    """Rows of a member output that are usable probabilities, shape (n,) bool.
+
+    Parameters
+    ----------
+    out : ndarray of shape (n, n_classes)
+
+    Returns
+    -------
+    ndarray of shape (n,), bool
+        Finite, every entry within [0, 1] (up to :data:`PROBA_TOLERANCE`) and summing to 1
+        (up to :data:`SUM_TOLERANCE`).
+    """
+    with np.errstate(invalid="ignore"):
+        in_range = ((out >= -PROBA_TOLERANCE) & (out <= 1.0 + PROBA_TOLERANCE)).all(axis=1)
+        sums = np.abs(out.sum(axis=1) - 1.0) <= SUM_TOLERANCE
+    return np.asarray(np.isfinite(out).all(axis=1) & in_range & sums)
 
 
 class ModelPool:
@@ -135,26 +178,100 @@ class ModelPool:
         result = PoolRun(proba, ok)
         if n == 0:
             return result
-        for j in np.flatnonzero(run):
-            member = self.members[j]
-            t0 = time.perf_counter()
-            try:
-                out = np.asarray(member.estimator.predict_proba(X), dtype=np.float64)
-            except Exception as exc:  # any member bug must not fail the batch
-                result.failed[member.name] = f"failed: {type(exc).__name__}: {exc}"[:300]
-                continue
-            finally:
+        finite_rows: np.ndarray | None = None  # computed once, only if a member raises
+        # numpy warnings of a member (overflow on a poison row...) are not news: the rows they
+        # spoil are found and dropped below, and the run report says so.
+        with np.errstate(all="ignore"):
+            for j in np.flatnonzero(run):
+                member = self.members[j]
+                t0 = time.perf_counter()
+                try:
+                    out = self._call(member, X, c)
+                    rows = None
+                except _CallFailed as exc:
+                    if finite_rows is None:
+                        finite_rows = np.asarray(np.isfinite(X).all(axis=1))
+                    if exc.shape:  # a member bug, not a row's fault: no retries
+                        rows, out, why = np.empty(0, dtype=np.int64), np.empty((0, c)), f"failed: {exc}"
+                    else:
+                        rows, out, why = self._isolate(member, X, c, finite_rows, str(exc))
                 result.seconds[member.name] = time.perf_counter() - t0
-            if out.shape != (n, c):
-                result.failed[member.name] = f"failed: output shape {out.shape}, expected {(n, c)}"
-                continue
-            if deadline_s is not None and result.seconds[member.name] > deadline_s:
-                result.timed_out.add(member.name)
-                result.failed[member.name] = f"timed_out: {result.seconds[member.name]:.3f}s > {deadline_s:.3f}s"
-                continue
-            finite = np.isfinite(out).all(axis=1)
-            proba[:, j] = out
-            ok[:, j] = finite
-            if not finite.all():
-                result.failed[member.name] = f"failed: non-finite output on {int((~finite).sum())} rows"
+                if deadline_s is not None and result.seconds[member.name] > deadline_s:
+                    result.timed_out.add(member.name)
+                    result.failed[member.name] = f"timed_out: {result.seconds[member.name]:.3f}s > {deadline_s:.3f}s"
+                    result.failed_rows[member.name] = n
+                    continue
+                if rows is None:
+                    good = valid_rows(out)
+                    proba[:, j] = out
+                    ok[:, j] = good
+                else:
+                    good = np.zeros(n, dtype=bool)
+                    if rows.size:
+                        good[rows] = valid_rows(out)
+                        proba[rows, j] = out
+                    ok[:, j] = good
+                if not good.all():
+                    proba[~good, j] = np.nan  # nothing downstream may read a spoiled row
+                    bad = int((~good).sum())
+                    result.failed_rows[member.name] = bad
+                    result.failed[member.name] = (why if rows is not None else
+                                                  f"failed: invalid output (non-finite, outside [0, 1] or not summing to 1) on {bad} of {n} rows")
         return result
+
+    def _call(self, member: Member, X: Matrix, c: int) -> np.ndarray:
+        """One ``predict_proba`` call, shape-checked; raises :class:`_CallFailed`."""
+        try:
+            out = np.asarray(member.estimator.predict_proba(X), dtype=np.float64)
+        except Exception as exc:  # any member bug must not fail the batch
+            raise _CallFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        if out.shape != (X.shape[0], c):
+            raise _CallFailed(f"output shape {out.shape}, expected {(X.shape[0], c)}", shape=True)
+        return out
+
+    def _isolate(
+        self, member: Member, X: Matrix, c: int, finite_rows: np.ndarray, first: str
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """Find the rows a member that raised on the whole batch can score.
+
+        Returns
+        -------
+        rows : ndarray of shape (k,), int
+            Batch rows with an output (possibly none).
+        out : ndarray of shape (k, n_classes)
+        reason : str
+            What failed, for the run report.
+        """
+        n = X.shape[0]
+        budget = ISOLATION_CALLS
+        if not finite_rows.all():
+            # The common poison: non-finite inputs, rejected by sklearn's input check for the
+            # whole call. One retry without those rows.
+            clean = np.flatnonzero(finite_rows)
+            budget -= 1
+            try:
+                out = self._call(member, X[clean], c) if clean.size else np.empty((0, c))
+                return clean, out, f"failed: {first} (on {n - clean.size} rows with non-finite inputs)"
+            except _CallFailed:
+                pass
+        # Bisection: a segment that fails is split in two and each part tried again, down to
+        # single rows or until the budget (two calls per halving: room for a few poison rows;
+        # a member that fails everywhere costs about three times its batch) is spent.
+        budget = min(budget, 4 * int(np.ceil(np.log2(max(n, 2)))) + 4)
+        pieces: list[tuple[np.ndarray, np.ndarray]] = []
+        failing = [np.arange(n)] if n > 1 else []
+        while failing and budget > 0:
+            seg = failing.pop()
+            for part in np.array_split(seg, 2):
+                if budget <= 0:
+                    break
+                budget -= 1
+                try:
+                    pieces.append((part, self._call(member, X[part], c)))
+                except _CallFailed:
+                    if part.size > 1:
+                        failing.append(part)
+        if not pieces:
+            return np.empty(0, dtype=np.int64), np.empty((0, c)), f"failed: {first}"
+        rows = np.concatenate([r for r, _ in pieces])
+        return rows, np.concatenate([o for _, o in pieces]), f"failed: {first} (isolated to {n - rows.size} of {n} rows)"

@@ -12,6 +12,7 @@ from stream_ensemble.errors import ConfigError
 class StrategyName(str, Enum):
     """Registered strategies (keys of :data:`STRATEGIES`)."""
 
+    BEST_MEMBER = "best_member"
     SOFT_VOTING_ALL = "soft_voting_all"
     STACKING_ALL = "stacking_all"
     CARUANA = "caruana"
@@ -30,6 +31,7 @@ class SelectorKind(str, Enum):
     """How a strategy picks its members."""
 
     ALL = "all"  # every healthy member
+    BEST = "best"  # the one healthy member with the lowest OOF log loss (within the budget)
     CARUANA = "caruana"  # greedy with replacement; its counts become the weights
     BNB = "bnb"  # branch-and-bound subset under the constraints
     ALL_OR_BNB = "all_or_bnb"  # whichever scores better in inner CV on the OOF rows
@@ -57,6 +59,8 @@ class StrategySpec:
 
 
 STRATEGIES: dict[StrategyName, StrategySpec] = {
+    StrategyName.BEST_MEMBER: StrategySpec(
+        SelectorKind.BEST, CombinerName.SOFT_VOTING, "the single member with the lowest OOF log loss (no combining)"),
     StrategyName.SOFT_VOTING_ALL: StrategySpec(
         SelectorKind.ALL, CombinerName.SOFT_VOTING, "plain mean of every member (naive baseline)"),
     StrategyName.STACKING_ALL: StrategySpec(
@@ -89,13 +93,15 @@ STRATEGIES: dict[StrategyName, StrategySpec] = {
 #: :data:`AUTO_CANDIDATES` on validation rows per ensemble (``core.training.choice``).
 DEFAULT_STRATEGY = StrategyName.BOOSTING
 
-#: Candidates of the per-ensemble choice, in tie-break order (simpler/cheaper last is not
-#: implied; ties keep the first). Binary-only ones are skipped for K > 2 classes. The dynamic
-#: selectors, hard voting, geometric mean and rank average are left out: on the accuracy
-#: benchmark they were never better than these and cost more to serve or explain.
+#: Candidates of the per-ensemble choice, simplest first: the single best member, plain
+#: averages, weighted averages, then the learned combiners. The choice
+#: (``core.training.choice.choose_strategy``) serves the simplest candidate whose validation
+#: loss is within noise of the best one, so this order is part of the rule. Binary-only ones
+#: are skipped for K > 2 classes. The dynamic selectors, hard voting, geometric mean and rank
+#: average are left out: they cost more to serve or explain and have no place in the order.
 AUTO_CANDIDATES: tuple[StrategyName, ...] = (
-    StrategyName.BOOSTING, StrategyName.STACKING_ALL, StrategyName.BNB_STACKING, StrategyName.CARUANA,
-    StrategyName.BNB_WEIGHTED, StrategyName.BNB_SOFT, StrategyName.SOFT_VOTING_ALL,
+    StrategyName.BEST_MEMBER, StrategyName.SOFT_VOTING_ALL, StrategyName.BNB_SOFT, StrategyName.CARUANA,
+    StrategyName.BNB_WEIGHTED, StrategyName.BNB_STACKING, StrategyName.STACKING_ALL, StrategyName.BOOSTING,
 )
 
 #: ``BuildConfig.strategy`` value asking for the per-ensemble choice.

@@ -109,6 +109,26 @@ def _cv_log_loss(name: CombinerName, P: Proba, y: Labels, random_state: int, n_s
     return float(np.mean(losses))
 
 
+def _member_log_loss(P: npt.NDArray[np.floating[Any]], y: Labels) -> FloatArray:
+    """OOF log loss of every member, shape (n_models,)."""
+    p_true = np.take_along_axis(np.asarray(P, dtype=np.float64), y[:, None, None], axis=2)[:, :, 0]
+    return np.asarray(-np.log(np.clip(p_true, 1e-15, 1.0)).mean(axis=0))
+
+
+def _best_member(loss: FloatArray, healthy: Mask, costs: FloatArray, budget: float) -> Mask:
+    """One-hot mask of the healthy member with the lowest loss that fits the budget.
+
+    When no healthy member fits the budget the cheapest healthy one is used (a single member
+    is the least any strategy can run). Ties go to the lower index.
+    """
+    ok = healthy & (costs <= budget)
+    if not ok.any():
+        ok = healthy & (costs == costs[healthy].min())
+    sel = np.zeros(loss.shape[0], dtype=bool)
+    sel[int(np.argmin(np.where(ok, loss, np.inf)))] = True
+    return sel
+
+
 class Planner:
     """Fitted state behind a strategy: a plan per healthy set, a combiner per selection.
 
@@ -130,6 +150,8 @@ class Planner:
         self.cache: SelectionCache | None = None
         if self.selector in DYNAMIC_SELECTORS:
             self._fit_dynamic(X)
+        elif self.selector is SelectorKind.BEST:
+            self.member_loss = _member_log_loss(P32, y)
         elif self.selector is not SelectorKind.ALL:
             self._fit_static()
         self.plan(np.ones(self.n_models, dtype=bool))  # the all-healthy plan now, not on the hot path
@@ -185,6 +207,9 @@ class Planner:
         params: dict[str, Any] = {}
         if self.selector is SelectorKind.ALL:
             sel, sid = h.copy(), selection_id(h, h / h.sum(), method="all")
+        elif self.selector is SelectorKind.BEST:
+            sel = _best_member(self.member_loss, h, self.costs, self.constraints.budget)
+            sid = selection_id(sel, sel.astype(np.float64), method="best")
         else:
             assert self.cache is not None
             result = self.cache.get(h)

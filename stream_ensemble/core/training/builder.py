@@ -26,7 +26,9 @@ Calibration: binary problems map the positive-class probability (``EnsembleCalib
 with K > 2 classes one temperature is fit on the same OOF rows (``TemperatureCalibrator``).
 
 The served strategy (``strategy="auto"``, the default) and confidence measure are chosen per
-ensemble on the calibration part (:mod:`stream_ensemble.core.training.choice`). A binary-only
+ensemble on the calibration part (:mod:`stream_ensemble.core.training.choice`); with a small
+calibration part the strategy choice also uses cross-fitted losses on the fit part
+(:mod:`stream_ensemble.core.training.crossfit`). A binary-only
 strategy (boosting, rank average) asked for by name on K > 2 classes is refused with a
 :class:`~stream_ensemble.errors.ConfigError`.
 """
@@ -63,6 +65,7 @@ from stream_ensemble.core.training.choice import (
     confidence_candidates,
     row_log_loss,
 )
+from stream_ensemble.core.training.crossfit import calibrated, crossfit_losses, fit_calibrator, served_outputs
 from stream_ensemble.errors import CombinerError, ConfigError, SelectionError
 from stream_ensemble.types import Labels, Mask, Matrix, Proba
 
@@ -103,6 +106,12 @@ class BuildConfig:
         hash of its encoded features, so the same event always gets the same set.
     random_state : int
         Seeds folds, the calibration halves, regions and inner CV.
+    crossfit_below : int
+        With ``strategy="auto"`` and fewer calibration rows than this, the choice also judges
+        the candidates on cross-fitted losses over the fit part
+        (:mod:`~stream_ensemble.core.training.crossfit`); 0 disables. Above it the calibration
+        part alone resolves the gaps that matter, and cross-fitting would refit every candidate
+        three more times on large data.
 
     Raises
     ------
@@ -119,6 +128,7 @@ class BuildConfig:
     mondrian: bool = False
     conformal_randomized: bool = True
     random_state: int = 0
+    crossfit_below: int = 2000
 
     def __post_init__(self) -> None:
         if self.strategy != AUTO:
@@ -130,6 +140,8 @@ class BuildConfig:
         if not isinstance(self.n_folds, int) or self.n_folds < 2:
             raise ConfigError(f"n_folds must be an int >= 2, got {self.n_folds!r}")
         parse_method(self.calibration)
+        if not isinstance(self.crossfit_below, int) or self.crossfit_below < 0:
+            raise ConfigError(f"crossfit_below must be an int >= 0, got {self.crossfit_below!r}")
         if not 0.0 < self.conformal_alpha < 1.0:
             raise ConfigError(f"conformal_alpha must be in (0, 1), got {self.conformal_alpha}")
 
@@ -222,8 +234,8 @@ class BuiltEnsemble:
         name = self._name(strategy)
         st = self.strategies[name]
         raw = st.predict_proba(P, available, X)
-        proba = _calibrated(self.calibrators[name], raw)
-        set_proba = _calibrated(self.calibrators[name], raw, clip=False)
+        proba = calibrated(self.calibrators[name], raw)
+        set_proba = calibrated(self.calibrators[name], raw, clip=False)
         return {
             "raw_proba": raw,
             "raw_positive": raw[:, 1],
@@ -272,17 +284,6 @@ class BuiltEnsemble:
         return name
 
 
-def _calibrated(calibrator: EnsembleCalibrator | TemperatureCalibrator | None, raw: FloatArray,
-                clip: bool = True) -> FloatArray:
-    """(n, c) calibrated probabilities; ``clip=False`` for conformal scores (see ``transform``)."""
-    if calibrator is None:
-        return raw
-    if isinstance(calibrator, TemperatureCalibrator):
-        return calibrator.transform(raw, clip=clip)
-    q = calibrator.transform(raw[:, 1], clip=clip)
-    return np.column_stack([1.0 - q, q])
-
-
 def _candidates(cfg: BuildConfig, n_classes: int) -> list[str]:
     """Strategies the default is chosen among: the configured one, or the ``auto`` candidates."""
     if cfg.strategy == AUTO:
@@ -299,13 +300,6 @@ def _metrics(p: FloatArray, y: Labels, prefix: str = "", keep: Sequence[str] | N
     # NaN (e.g. ROC AUC on a one-class slice) is left out: manifests are strict JSON.
     return {f"{prefix}{k}": float(v) for k, v in evaluate(p, y).items()
             if (keep is None or k in keep) and not math.isnan(v)}
-
-
-def _served_outputs(st: EnsembleStrategy, P_all: Proba, X: Matrix) -> FloatArray:
-    """Strategy probabilities on ``X`` exactly as served: only its required members present."""
-    run = st.required_members(np.ones(P_all.shape[1], dtype=bool))
-    avail = np.broadcast_to(run, P_all.shape[:2]).copy()
-    return st.predict_proba(np.where(avail[:, :, None], P_all, np.nan), avail, X)
 
 
 def build(
@@ -391,16 +385,11 @@ def build(
     val_losses: dict[str, FloatArray] = {}
     for name, st in fitted.items():
         say(f"calibrating {name}")
-        raw = _served_outputs(st, P_cal, Xc)
-        cal: EnsembleCalibrator | TemperatureCalibrator | None = None
-        oof = _served_outputs(st, mf.P_oof, np.asarray(X_fit, dtype=np.float64))
-        if mf.n_classes == 2:
-            cal = EnsembleCalibrator(method=cfg.calibration, random_state=cfg.random_state)
-            cal.fit(oof[:, 1], np.asarray(y_fit).astype(np.int64))
-        elif cfg.calibration != "none":
-            cal = TemperatureCalibrator().fit(oof, np.asarray(y_fit).astype(np.int64))
-        proba = _calibrated(cal, raw)
-        conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian, cfg.conformal_randomized).fit(_calibrated(cal, raw, clip=False), yc)
+        raw = served_outputs(st, P_cal, Xc)
+        oof = served_outputs(st, mf.P_oof, np.asarray(X_fit, dtype=np.float64))
+        cal = fit_calibrator(oof, np.asarray(y_fit).astype(np.int64), cfg.calibration, cfg.random_state)
+        proba = calibrated(cal, raw)
+        conformals[name] = ConformalClassifier(cfg.conformal_alpha, cfg.mondrian, cfg.conformal_randomized).fit(calibrated(cal, raw, clip=False), yc)
         calibrators[name] = cal
         strategy_metrics[name] = {**_metrics(raw, yc), **_metrics(proba, yc, "calibrated_")}
         val_losses[name] = row_log_loss(proba, yc)
@@ -408,7 +397,15 @@ def build(
                                                      random_state=cfg.random_state)
     strategy_choice = None
     if cfg.strategy == AUTO:
-        strategy_choice = choose_strategy({c: val_losses[c] for c in candidates if c in val_losses})
+        evidence = {c: val_losses[c] for c in candidates if c in val_losses}
+        if yc.size < cfg.crossfit_below:
+            say("cross-fitting the candidates on the fit part")
+            extra = crossfit_losses(list(evidence), mf.P_oof, np.asarray(y_fit), np.asarray(X_fit, dtype=np.float64),
+                                    costs=mf.costs_ms_per_1k, constraints=cfg.constraints, member_names=mf.names,
+                                    calibration=cfg.calibration, random_state=cfg.random_state)
+            if len(extra) == len(evidence):  # the same rows for every candidate, or none
+                evidence = {c: np.concatenate([extra[c], v]) for c, v in evidence.items()}
+        strategy_choice = choose_strategy(evidence)
         default = strategy_choice.chosen
     else:
         default = candidates[0]

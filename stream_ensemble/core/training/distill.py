@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from stream_ensemble.core.confidence.calibration import EnsembleCalibrator
 from stream_ensemble.core.confidence.temperature import TemperatureCalibrator
-from stream_ensemble.core.training.builder import _calibrated as calibrate
+from stream_ensemble.core.training.crossfit import calibrated as calibrate
 from stream_ensemble.errors import ConfigError
 from stream_ensemble.types import Labels, Matrix, Proba
 
