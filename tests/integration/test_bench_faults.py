@@ -26,7 +26,7 @@ def test_kill9_under_poison_counts_every_event(servers: dict[str, str], registry
         poison = [p for p in poison_events(run.prefix, feature_rows[0], copies=1, hypothesis_n=4)
                   if p[1] in ("random_bytes", "empty_value", "hypothesis", "unknown_only")]
         run.produce(600, poison=poison, poison_every=80)
-        run.sleep_until(2.0)
+        run.wait_for_outputs(100)  # the kill must land on a worker that is scoring
         kill_worker(run, 0, signal.SIGKILL)
         res = run.result(run.drain(quiet_s=40), Reference(registry, feature_rows))
     assert res["produced"] == 600 + len(poison)

@@ -182,6 +182,18 @@ class Run:
         """Sleep until ``t_rel`` seconds after the run's start."""
         time.sleep(max(0.0, self.t0 + t_rel - time.time()))
 
+    def wait_for_outputs(self, n: int, timeout_s: float = 120.0) -> None:
+        """Until the collector has read outputs for ``n`` distinct events of this run.
+
+        A fault aimed at a busy worker must wait for this, not for a clock: the producer is a
+        separate process, and on a slow machine it can still be starting when a fixed delay ends.
+        """
+        deadline = time.monotonic() + timeout_s
+        while len(self.collector.first_at) < n:
+            if time.monotonic() > deadline:
+                raise KafkaAdapterError(f"{self.name}: {len(self.collector.first_at)}/{n} outputs in {timeout_s:.0f} s")
+            time.sleep(0.05)
+
     def drain(self, quiet_s: float = 60.0) -> list[dict[str, Any]]:
         """Wait for the producers, then until every produced event has an output (or none comes for ``quiet_s``)."""
         summaries = [p.wait() for p in self.producers]
