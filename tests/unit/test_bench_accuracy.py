@@ -16,7 +16,7 @@ from sklearn.datasets import make_classification
 from stream_ensemble.bench import accuracy, report
 from stream_ensemble.bench.accuracy.aggregate import _aggregate_methods
 from stream_ensemble.bench.accuracy.split import _conformal_twin
-from stream_ensemble.cli.bench import _jsonable, bench
+from stream_ensemble.cli.bench import bench, jsonable
 from stream_ensemble.core.data import Dataset, from_frame, load_bundled
 from stream_ensemble.core.evaluation import relative_reduction
 from stream_ensemble.errors import ConfigError
@@ -132,7 +132,7 @@ def tiny_result() -> dict:
 def test_tiny_end_to_end_follows_the_contract(tiny_result: dict, tmp_path: Path) -> None:
     from stream_ensemble.core.strategies import STRATEGIES
 
-    doc = json.loads(json.dumps(_jsonable(tiny_result), allow_nan=False))  # strict JSON
+    doc = json.loads(json.dumps(jsonable(tiny_result), allow_nan=False))  # strict JSON
     assert set(doc) >= {"datasets", "summary", "protocol", "elapsed_s"}
     assert set(doc["datasets"]) == {"breast_cancer", "generated"}
     for entry in doc["datasets"].values():

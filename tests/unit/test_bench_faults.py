@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from stream_ensemble.bench.faults import report
 from stream_ensemble.bench.faults.poison import poison_events
 from stream_ensemble.bench.faults.scenarios import SCENARIOS
-from stream_ensemble.cli.bench import _FAULT_SCENARIOS
+from stream_ensemble.cli.bench import FAULT_SCENARIOS
 from stream_ensemble.serving.codec import DecodeError, decode_event
 from stream_ensemble.testing import FaultyEstimator
 
@@ -61,7 +61,7 @@ def test_poison_events_are_deterministic_keyed_and_hostile() -> None:
 
 
 def test_cli_lists_every_scenario() -> None:
-    assert list(_FAULT_SCENARIOS) == list(SCENARIOS)
+    assert list(FAULT_SCENARIOS) == list(SCENARIOS)
 
 
 def _scenario(**kw: object) -> dict[str, object]:

@@ -114,7 +114,7 @@ def test_binary_schema_rejects_probabilities_and_v2_requires_them() -> None:
 
 def test_bench_loads_bundled_k_class_datasets_without_a_data_dir() -> None:
     from stream_ensemble.bench import datasets
-    from stream_ensemble.cli.bench import _loaders
+    from stream_ensemble.cli.bench.accuracy import _loaders
 
     loaders = _loaders(datasets, None, "wine,digits", None, None, None, None, False, 0)
     assert [len(ld().classes) for ld in loaders] == [3, 10]

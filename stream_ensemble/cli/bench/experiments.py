@@ -1,0 +1,64 @@
+"""``stream-ensemble bench ab-sim``: the sequential statistics on simulated experiments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from stream_ensemble.cli.bench.common import jsonable, usage_error
+from stream_ensemble.errors import ConfigError
+
+
+@click.command(name="ab-sim")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Result JSON; the Markdown and PNG are written next to it (.md, .png).")
+@click.option("--experiments", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Simulated experiments of each kind (A/A and challenger worse).")
+@click.option("--max-outcomes", type=click.IntRange(min=2), default=10_000, show_default=True,
+              help="Outcomes per A/A experiment.")
+@click.option("--look-every", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Outcomes between two looks.")
+@click.option("--power-max-outcomes", type=click.IntRange(min=2), default=40_000, show_default=True,
+              help="Outcomes per experiment in the power simulation.")
+@click.option("--base-accuracy", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="Champion accuracy.")
+@click.option("--effect", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.02,
+              show_default=True, help="How much less accurate the challenger is in the power simulation.")
+@click.option("--challenger-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="Share of outcomes from the challenger's arm.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option("--mixture-scale", type=click.FloatRange(0, min_open=True), default=0.05, show_default=True,
+              help="Mixture SPRT tau, in standard deviations of one observation of the difference.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def ab_sim_cmd(out: Path, experiments: int, max_outcomes: int, look_every: int, power_max_outcomes: int,
+               base_accuracy: float, effect: float, challenger_fraction: float, alpha: float,
+               mixture_scale: float, seed: int) -> None:
+    """False positives of a peeked fixed-horizon test vs the anytime-valid test, and power.
+
+    Offline simulation through the experiments' statistics code (no servers needed).
+    """
+    from stream_ensemble.bench import ab_sim
+
+    if look_every > max_outcomes or look_every > power_max_outcomes:
+        raise usage_error(ConfigError("--look-every must not exceed --max-outcomes / --power-max-outcomes"))
+    if effect >= base_accuracy:
+        raise usage_error(ConfigError("--effect must be smaller than --base-accuracy"))
+    config = ab_sim.SimConfig(
+        experiments=experiments, max_outcomes=max_outcomes, look_every=look_every,
+        power_max_outcomes=power_max_outcomes, base_accuracy=base_accuracy, effect=effect,
+        challenger_fraction=challenger_fraction, alpha=alpha, mixture_scale=mixture_scale, seed=seed,
+    )  # fmt: skip
+    click.echo(f"simulating {experiments} A/A and {experiments} challenger-worse experiments ...", err=True)
+    result = ab_sim.run(config)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(jsonable(result), indent=2, allow_nan=False) + "\n")
+    out.with_suffix(".md").write_text(ab_sim.render_markdown(result))
+    ab_sim.render_png(result, out.with_suffix(".png"))
+    aa, power = result["aa"], result["power"]
+    click.echo(f"A/A false-positive rate, {aa['looks']} looks: fixed-horizon peeked {aa['fixed_horizon_peeked_fpr']:.3f}, "
+               f"anytime-valid {aa['sequential_fpr']:.3f} (alpha {alpha})")
+    click.echo(f"challenger {effect:g} worse: power {power['power']:.3f} within {power_max_outcomes} outcomes "
+               f"({power['power_by_10000']:.3f} by 10000), median outcomes needed {power['median_outcomes_needed']}")
+    click.echo(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')} ({result['elapsed_s']:.0f} s)", err=True)
