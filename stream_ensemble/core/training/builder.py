@@ -46,8 +46,8 @@ from stream_ensemble.core.confidence.conformal import ConformalClassifier
 from stream_ensemble.core.confidence.temperature import TemperatureCalibrator
 from stream_ensemble.core.evaluation import evaluate
 from stream_ensemble.core.members.families import ModelSpec
-from stream_ensemble.core.members.oof import fit_members, predict_members
-from stream_ensemble.core.members.search import tune_specs
+from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_members
+from stream_ensemble.core.members.search import SearchReport, tune_specs
 from stream_ensemble.core.strategies import (
     AUTO,
     AUTO_CANDIDATES,
@@ -56,7 +56,7 @@ from stream_ensemble.core.strategies import (
     fit_strategy,
     parse_strategy,
 )
-from stream_ensemble.core.training.built import BuiltEnsemble
+from stream_ensemble.core.training.built import BuildConfig, BuiltEnsemble
 from stream_ensemble.core.training.choice import (
     Choice,
     choose_confidence,
@@ -64,17 +64,16 @@ from stream_ensemble.core.training.choice import (
     confidence_candidates,
     row_log_loss,
 )
-from stream_ensemble.core.training.config import BuildConfig
 from stream_ensemble.core.training.crossfit import calibrated, crossfit_losses, fit_calibrator, served_outputs
 from stream_ensemble.errors import CombinerError, ConfigError, SelectionError
 from stream_ensemble.types import Labels, Matrix
-
-__all__ = ["MEMBER_METRICS", "BuildConfig", "BuiltEnsemble", "build"]
 
 FloatArray = npt.NDArray[np.float64]
 
 #: Member metrics written to the registry manifests.
 MEMBER_METRICS = ("log_loss", "accuracy", "roc_auc", "brier")
+
+__all__ = ["BuildConfig", "BuiltEnsemble", "build", "build_on_members"]
 
 
 def _candidates(cfg: BuildConfig, n_classes: int) -> list[str]:
@@ -138,6 +137,65 @@ def build(
     """
     cfg = config or BuildConfig()
     say = progress or (lambda _msg: None)
+    _candidates(cfg, int(np.unique(np.asarray(y_fit)).shape[0]))  # a bad strategy name fails before any fit
+    _cal_part(X_cal, y_cal)
+    specs, search = tune_specs(specs, X_fit, y_fit, budget_s=cfg.search_budget_s,
+                               random_state=cfg.random_state, progress=say)
+    mf = fit_members(specs, X_fit, y_fit, n_folds=cfg.n_folds, random_state=cfg.random_state, progress=say)
+    return build_on_members(mf, X_fit, y_fit, X_cal, y_cal, cfg, strategies=strategies, search=search, progress=say)
+
+
+def _cal_part(X_cal: Matrix, y_cal: Labels) -> tuple[FloatArray, Labels]:
+    Xc = np.asarray(X_cal, dtype=np.float64)
+    yc = np.asarray(y_cal).astype(np.int64)
+    if Xc.ndim != 2 or yc.shape != (Xc.shape[0],):
+        raise ConfigError(f"X_cal must be (n, d) and y_cal (n,), got {Xc.shape} and {yc.shape}")
+    return Xc, yc
+
+
+def build_on_members(
+    mf: MemberFit,
+    X_fit: Matrix,
+    y_fit: Labels,
+    X_cal: Matrix,
+    y_cal: Labels,
+    config: BuildConfig | None = None,
+    *,
+    strategies: Sequence[str] | None = None,
+    search: dict[str, SearchReport] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BuiltEnsemble:
+    """Steps 1-4 of the module docstring on members that are already fitted.
+
+    :func:`build` calls it with freshly fitted members and their OOF predictions; ``ensemble
+    build`` calls it with members a user fitted elsewhere, whose predictions on rows they never
+    saw play the part of the OOF predictions.
+
+    Parameters
+    ----------
+    mf : MemberFit
+        Fitted members; ``mf.P_oof`` of shape (n_fit, n_models, n_classes) are their
+        predictions on ``X_fit``, made by models that never trained on those rows.
+    X_fit : ndarray of shape (n_fit, n_features)
+    y_fit : ndarray of int, shape (n_fit,)
+    X_cal : ndarray of shape (n_cal, n_features)
+    y_cal : ndarray of int, shape (n_cal,)
+    config : BuildConfig, optional
+    strategies : sequence of str, optional
+    search : dict of str to SearchReport, optional
+    progress : callable, optional
+
+    Returns
+    -------
+    BuiltEnsemble
+
+    Raises
+    ------
+    ConfigError, SelectionError, CombinerError
+        As :func:`build`.
+    """
+    cfg = config or BuildConfig()
+    say = progress or (lambda _msg: None)
     n_classes = int(np.unique(np.asarray(y_fit)).shape[0])
     candidates = _candidates(cfg, n_classes)
     names = list(candidates)
@@ -145,14 +203,7 @@ def build(
         name = parse_strategy(s).value
         if name not in names and (n_classes <= 2 or not binary_only(parse_strategy(name))):
             names.append(name)
-    Xc = np.asarray(X_cal, dtype=np.float64)
-    yc = np.asarray(y_cal).astype(np.int64)
-    if Xc.ndim != 2 or yc.shape != (Xc.shape[0],):
-        raise ConfigError(f"X_cal must be (n, d) and y_cal (n,), got {Xc.shape} and {yc.shape}")
-
-    specs, search = tune_specs(specs, X_fit, y_fit, budget_s=cfg.search_budget_s,
-                               random_state=cfg.random_state, progress=say)
-    mf = fit_members(specs, X_fit, y_fit, n_folds=cfg.n_folds, random_state=cfg.random_state, progress=say)
+    Xc, yc = _cal_part(X_cal, y_cal)
     fitted: dict[str, EnsembleStrategy] = {}
     failed: dict[str, str] = {}
     for name in names:
@@ -212,5 +263,5 @@ def build(
         strategy_metrics=strategy_metrics, failed_strategies=failed, calibration_split=protocol,
         config=cfg, confidence_measures={k: c.chosen for k, c in confidence_choices.items()},
         confidence_auroc={k: c.scores for k, c in confidence_choices.items()},
-        strategy_choice=strategy_choice, confidence_choices=confidence_choices, search=search,
+        strategy_choice=strategy_choice, confidence_choices=confidence_choices, search=search or {},
     )
