@@ -178,3 +178,53 @@ def test_build_deployable_version_with_cross_fitted_metrics(owner: dict[str, Any
     with pytest.raises(ConfigError, match="at least 6 rows of every class"):
         build_ensemble(reg_, "mine", ["xgb@v1", "pipe@v1"], load_csv(owner["csv"], LABEL, POSITIVE).subset(
             np.arange(20)), folds=3)
+
+
+def test_three_classes_text_labels_boosters_and_pipeline(tmp_path: Path) -> None:
+    import lightgbm as lgb
+    import skops.io as sio
+    import xgboost as xgb
+    from sklearn.datasets import load_wine
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    raw = load_wine(as_frame=True)
+    frame = raw.data.rename(columns=lambda c: c.replace("/", "_"))
+    features = list(frame.columns)
+    names = np.array(["barolo", "grignolino", "barbera"])  # not sorted: the pool's order is the sorted one
+    frame["cultivar"] = names[raw.target]
+    train, holdout = train_test_split(frame, test_size=0.5, random_state=0, stratify=frame["cultivar"])
+    codes = np.searchsorted(np.sort(names), train["cultivar"])  # the owner codes text labels in sorted order
+    xgb.XGBClassifier(n_estimators=30, max_depth=2, n_jobs=1).fit(train[features], codes).save_model(tmp_path / "x.ubj")
+    lgb.LGBMClassifier(n_estimators=30, num_leaves=4, verbose=-1).fit(train[features], codes).booster_.save_model(
+        str(tmp_path / "l.txt"))
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train[features], train["cultivar"])
+    sio.dump(pipe, tmp_path / "p.skops")
+    holdout.to_csv(tmp_path / "h.csv", index=False)
+    data = load_csv(tmp_path / "h.csv", "cultivar")
+    assert data.classes == ["barbera", "barolo", "grignolino"]
+    reg = Registry(tmp_path / "reg")
+    for n, f in (("x", "x.ubj"), ("l", "l.txt"), ("p", "p.skops")):
+        m = add_member(reg, n, tmp_path / f, data, features)
+        assert m["metrics"]["accuracy"] > 0.85, (n, m["metrics"])
+    est, _ = reg.load("models", "p", 1)
+    X = holdout[features].to_numpy()
+    np.testing.assert_allclose(est.predict_proba(X), pipe.predict_proba(holdout[features]))  # sorted = pipe's order
+    result = build_ensemble(reg, "wine", ["x", "l@v1", "p@v1"], data, folds=3)
+    assert result.version == 1 and result.summary["metrics"]["accuracy"] > 0.85
+    ens, rows = load_with_smoke_rows(reg, "wine", 1)
+    assert smoke_problem(ens, rows) is None and ens.class_names == data.classes
+
+
+def test_build_refuses_members_that_train_registered(owner: dict[str, Any], tmp_path: Path) -> None:
+    from stream_ensemble.core.data import load_bundled
+    from stream_ensemble.core.members.families import default_pool
+    from stream_ensemble.core.training import train
+
+    reg = Registry(tmp_path / "reg")
+    train(load_bundled(), [s for s in default_pool(0) if s.model_id in {"logreg", "naive_bayes"}], reg)
+    add_member(reg, "pipe", owner["paths"]["pipeline"], load_csv(owner["csv"], LABEL, POSITIVE), owner["features"])
+    with pytest.raises(ConfigError, match="logreg@v1 was trained by `stream-ensemble train`"):
+        build_ensemble(reg, "mixed", ["logreg@v1", "pipe@v1"], load_csv(owner["csv"], LABEL, POSITIVE), folds=3)

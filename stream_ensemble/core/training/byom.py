@@ -187,6 +187,10 @@ def _load_members(registry: Registry, tags: Sequence[str], holdout: Dataset) -> 
         est, mm = registry.load("models", n, v)
         ests.append(est)
         manifests.append(mm)
+    for mm in manifests:
+        if "source" not in mm:  # `train`'s members read standardised features, these raw ones
+            raise ConfigError(f"{mm['id']}@v{mm['version']} was trained by `stream-ensemble train` on its own "
+                              "encoding; `ensemble build` takes members registered with `models add`")
     first = manifests[0]
     for mm in manifests[1:]:
         if list(mm["features"]) != list(first["features"]):
