@@ -67,14 +67,16 @@ def build(ctx: click.Context, name: str, members: str, holdout: Path, label: str
     click.echo(f"\nbuilt {result.ensemble}@v{result.version}: strategy {manifest['strategy']}, runs "
                f"{', '.join(manifest['selected'])}; cross-fitted over {s['folds']} folds of {s['rows']} holdout rows")
     click.echo(f"{'':<30}{'log loss':>10}{'accuracy':>10}{'roc auc':>10}")
-    rows: list[tuple[str, dict[str, Any]]] = [("ensemble (cross-fitted)", s["metrics"])]
+    served = s["served_strategy"]
+    rows: list[tuple[str, dict[str, Any]]] = [("build procedure (cross-fitted)", s["metrics"]),
+                                              (f"served: {served['strategy']}"[:29], served["metrics"])]
     rows += [(f"member {t}", v) for t, v in s["members"].items()]
     for what, mt in rows:
         click.echo(f"{what:<30}{fmt_(mt, 'log_loss', '.4f'):>10}{fmt_(mt, 'accuracy', '.3f'):>10}"
                    f"{fmt_(mt, 'roc_auc', '.4f'):>10}")
-    click.echo(f"prediction sets: coverage {s['conformal_coverage']:.3f} (target {1 - alpha:.2f}), mean size "
-               f"{s['mean_set_size']:.2f}; cost {s['cost']['call_ms']:.3f} ms/call, {s['cost']['ms_per_1k']:.2f} "
-               f"ms/1k rows")
+    click.echo(f"prediction sets of {served['strategy']}: coverage {served['conformal_coverage']:.3f} (target "
+               f"{1 - alpha:.2f}), mean size {served['mean_set_size']:.2f}; cost {s['cost']['call_ms']:.3f} ms/call, "
+               f"{s['cost']['ms_per_1k']:.2f} ms/1k rows")
     click.echo(f"serve it: stream-ensemble deploy {result.ensemble}@v{result.version}")
 
 
@@ -132,5 +134,9 @@ def show(ctx: click.Context, tag: str, as_json: bool, registry: Path | None) -> 
     b = m.get("build")
     if b:
         click.echo(f"build     {b['protocol']}")
+        if b.get("served_strategy"):
+            sv = b["served_strategy"]
+            click.echo(f"          {sv['strategy']} alone, cross-fitted: " + "  ".join(
+                f"{k} {v:.4f}" for k, v in sv["metrics"].items()))
         click.echo(f"          coverage {b['conformal_coverage']:.3f}, mean set size {b['mean_set_size']:.2f}; "
                    f"best single {b['best_single']['member']} log loss {fmt_(b['best_single'], 'log_loss', '.4f')}")

@@ -214,6 +214,9 @@ def test_three_classes_text_labels_boosters_and_pipeline(tmp_path: Path) -> None
     np.testing.assert_allclose(est.predict_proba(X), pipe.predict_proba(holdout[features]))  # sorted = pipe's order
     result = build_ensemble(reg, "wine", ["x", "l@v1", "p@v1"], data, folds=3)
     assert result.version == 1 and result.summary["metrics"]["accuracy"] > 0.85
+    served = result.summary["served_strategy"]  # auto: the chosen strategy cross-fitted on its own too
+    assert served["strategy"] == reg.manifest("ensembles", "wine", 1)["strategy"]
+    assert served["metrics"]["accuracy"] > 0.85 and 0.0 < served["mean_set_size"] <= 3
     ens, rows = load_with_smoke_rows(reg, "wine", 1)
     assert smoke_problem(ens, rows) is None and ens.class_names == data.classes
 

@@ -13,8 +13,11 @@ out-of-fold predictions are. The existing pipeline
 and calibrator on one part of the holdout and conformal sets and the choices on the other
 (:data:`FIT_FRACTIONS`). Reported metrics are cross-fitted: the holdout is cut into
 ``folds``; for each, the whole procedure is run on the other folds and the held-out fold is
-scored, so every row's reported probability comes from an ensemble that never saw it. The
-served version is then built the same way on the whole holdout.
+scored, so every row's reported probability comes from an ensemble that never saw it
+(``metrics``: the whole procedure, the strategy choice included). The served version is then
+built the same way on the whole holdout; with ``strategy="auto"`` the strategy it chose is
+cross-fitted again on its own (``served_strategy``: the figures of what is served, up to
+having been chosen on the same rows).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from stream_ensemble.core.members.oof import MemberFit, measure_cost, predict_me
 from stream_ensemble.core.members.pool import valid_rows
 from stream_ensemble.core.members.user import as_member, check_features, infer_format, load_model, one_line
 from stream_ensemble.core.registry.store import Registry, sha256_file
+from stream_ensemble.core.strategies import AUTO
 from stream_ensemble.core.training.builder import BuildConfig, BuiltEnsemble, build_on_members
 from stream_ensemble.core.training.pipeline import SMOKE_ROWS, _calibration_method, _conformal_settings, _selected
 from stream_ensemble.errors import ConfigError, ModelPoolError
@@ -295,6 +299,13 @@ def build_ensemble(registry: Registry, name: str, tags: Sequence[str], holdout: 
     say(f"building the served version on all {y.size} holdout rows")
     built = _build_on(mf, np.arange(y.size), P, X, y, cfg, cfg.random_state)
     strategy = built.default
+    if cfg.strategy == AUTO:
+        # The procedure's figures above include choosing a strategy per fold; these are the served one's.
+        say(f"cross-fitting the served strategy {strategy} alone")
+        fixed = _crossfit(mf, P, X, y, replace(cfg, strategy=strategy), folds, say)
+        served_cf = {"strategy": strategy, **{k: fixed[k] for k in ("metrics", "conformal_coverage", "mean_set_size")}}
+    else:
+        served_cf = {"strategy": strategy, **{k: report[k] for k in ("metrics", "conformal_coverage", "mean_set_size")}}
     st = built.strategies[strategy]
     selected = _selected(st)
     sel = [j for j, n in enumerate(mf.names) if n in selected]
@@ -302,6 +313,7 @@ def build_ensemble(registry: Registry, name: str, tags: Sequence[str], holdout: 
     best = min(members, key=lambda t: members[t].get("log_loss", math.inf))
     summary = {
         **report,
+        "served_strategy": served_cf,
         "members": members,
         "best_single": {"member": best, **members[best]},
         "cost": {"call_ms": float(mf.call_ms[sel].sum()), "ms_per_1k": float(mf.costs_ms_per_1k[sel].sum())},
@@ -326,7 +338,7 @@ def build_ensemble(registry: Registry, name: str, tags: Sequence[str], holdout: 
         "confidence_measure": built.confidence_measures.get(strategy),
         "conformal": _conformal_settings(built.conformals.get(strategy)),
         "confidence_error_auroc": built.confidence_auroc.get(strategy, {}),
-        "metrics": report["metrics"],
+        "metrics": served_cf["metrics"],  # what `ensemble list` shows: the served strategy's, cross-fitted
         "strategy_choice": built.strategy_choice.as_dict() if built.strategy_choice else
         {"chosen": strategy, "runner_up": None, "rule": "configured by name"},
         "calibration_method": _calibration_method(built.calibrators.get(strategy)),
