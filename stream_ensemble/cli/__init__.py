@@ -18,7 +18,9 @@ from stream_ensemble.cli.datasets import datasets
 from stream_ensemble.cli.demo import demo, produce_demo
 from stream_ensemble.cli.deploy import deploy
 from stream_ensemble.cli.distill import distill
+from stream_ensemble.cli.ensemble import ensemble
 from stream_ensemble.cli.health import health
+from stream_ensemble.cli.models import models
 from stream_ensemble.cli.registry import registry, trust_pickle_option
 from stream_ensemble.cli.serve import serve
 from stream_ensemble.cli.status import status
@@ -48,7 +50,8 @@ def main(ctx: click.Context, config_file: Path | None, log_level: str, log_forma
     setup_logging(log_level, log_format)
 
 
-for command in (train, distill, serve, status, topics, health, deploy, ab, demo, produce_demo, datasets, registry):
+for command in (train, distill, models, ensemble, serve, status, topics, health, deploy, ab, demo, produce_demo, datasets,
+                registry):
     main.add_command(command)
 
 

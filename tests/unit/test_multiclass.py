@@ -105,7 +105,8 @@ def test_binary_schema_rejects_probabilities_and_v2_requires_them() -> None:
     validator = Draft202012Validator(SCHEMA)
     base = {"schema_version": 1, "event_id": "e", "entity_id": "u", "timestamp": 1, "scored_at": 1,
             "ensemble_version": "x@v1", "probability": 0.5, "decision": 1, "label": "y", "confidence": 0.5,
-            "models_used": [], "model_probabilities": {}, "latency_ms": 1, "cache_hit": False, "arm": "champion"}
+            "models_used": [], "model_probabilities": {}, "degraded": False, "degraded_reason": None, "latency_ms": 1,
+            "cache_hit": False, "arm": "champion"}
     assert not list(validator.iter_errors(base))
     assert list(validator.iter_errors({**base, "probabilities": {"a": 0.2, "b": 0.3, "c": 0.5}}))
     assert list(validator.iter_errors({**base, "schema_version": 2}))

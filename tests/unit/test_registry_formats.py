@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -17,6 +18,7 @@ from stream_ensemble.core.data import load_bundled, stratified_split
 from stream_ensemble.core.data.features import FeatureEncoder
 from stream_ensemble.core.members.families import default_pool
 from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_members
+from stream_ensemble.core.members.user import ClassColumns
 from stream_ensemble.core.registry import TRUSTED_TYPES, Registry, RegistrySecurity, choose_format, untrusted_types
 from stream_ensemble.core.registry.formats import _register_enum_state
 from stream_ensemble.core.strategies import STRATEGIES, SelectorKind, fit_strategy
@@ -56,6 +58,17 @@ def members() -> Fitted:
             warnings.simplefilter("ignore")
             out[spec.model_id] = spec.estimator.fit(X, y)
     return out
+
+
+@pytest.fixture(scope="module")
+def user_members() -> Fitted:
+    """What `models add` stores: users' pipelines, an MLP trained with SGD, reordered columns."""
+    ds = load_bundled()
+    X, y = np.column_stack([ds.columns[c] for c in ds.numeric])[:300], ds.y[:300]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlp = make_pipeline(StandardScaler(), MLPClassifier(solver="sgd", max_iter=20, random_state=0)).fit(X, y)
+    return {"sgd-mlp": mlp, "reordered": ClassColumns(mlp, [1, 0])}
 
 
 def _proba2() -> tuple[np.ndarray, np.ndarray]:
@@ -125,11 +138,17 @@ def test_default_pool_members_and_ensemble_state_round_trip(members: Fitted, sta
     np.testing.assert_array_equal(state["conformal"].predict_set(p, u=u), again["conformal"].predict_set(p, u=u))  # type: ignore[attr-defined]
 
 
-def test_trusted_list_is_exactly_what_the_project_writes(strategies: Fitted, members: Fitted, state: Fitted) -> None:
+def test_trusted_list_is_exactly_what_the_project_writes(strategies: Fitted, members: Fitted, user_members: Fitted,
+                                                        state: Fitted, tmp_path: Path) -> None:
     # Complete: every type the project's artifacts hold is listed (else saving them fails);
     # minimal: every listed type occurs in one of them.
+    reg = Registry(tmp_path, RegistrySecurity())
+    for name, est in user_members.items():
+        reg.save("models", name, est, {})
+        X = np.random.default_rng(0).normal(size=(20, 30))
+        np.testing.assert_array_equal(est.predict_proba(X), reg.load("models", name)[0].predict_proba(X))  # type: ignore[attr-defined]
     used: set[str] = set()
-    for obj in (*strategies.values(), *members.values(), *state.values()):
+    for obj in (*strategies.values(), *members.values(), *user_members.values(), *state.values()):
         used |= _types_in(obj)
     assert used - set(TRUSTED_TYPES) == set()
     assert set(TRUSTED_TYPES) - used == set()

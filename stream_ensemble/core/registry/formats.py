@@ -52,10 +52,13 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",  # a user's MLP(solver="sgd")
     "sklearn.model_selection._split.StratifiedKFold",  # the stacking meta-learner's cv
-    # pool members: their state holds the booster as LightGBM model text / XGBoost UBJ bytes
+    # pool and user members: their state holds the booster as LightGBM model text / XGBoost UBJ
+    # bytes; ClassColumns reorders a user model's output columns
     f"{_CORE}.members.boosters.LightGBMMember",
     f"{_CORE}.members.boosters.XGBoostMember",
+    f"{_CORE}.members.user.ClassColumns",
     # ensemble state: encoder, strategy, selection, combiners, calibration, conformal
     f"{_CORE}.data.features.FeatureEncoder",
     f"{_CORE}.strategies.strategy.EnsembleStrategy",
