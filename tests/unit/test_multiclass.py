@@ -37,6 +37,13 @@ def wine_ensemble(tmp_path_factory: pytest.TempPathFactory) -> ServingEnsemble:
     assert result.strategy == manifest["strategy_choice"]["chosen"]
     assert set(manifest["strategy_choice"]["scores"]) == {"best_member", "stacking_all", "bnb_stacking", "caruana", "bnb_weighted",
                                                           "bnb_soft", "soft_voting_all"}
+    # The rule picks the lowest validation loss; the runner-up and each evidence part are kept.
+    choice = manifest["strategy_choice"]
+    scores = choice["scores"]
+    assert choice["chosen"] == min(scores, key=lambda k: scores[k])
+    assert choice["runner_up"] == sorted(scores, key=lambda k: scores[k])[1]
+    assert choice["detail"]["gap"] == pytest.approx(scores[choice["runner_up"]] - scores[choice["chosen"]])
+    assert {f"calibration:{k}" for k in scores} <= set(choice["detail"])
     return load_serving_ensemble(registry, "wine")
 
 

@@ -26,9 +26,9 @@ Calibration: binary problems map the positive-class probability (``EnsembleCalib
 with K > 2 classes one temperature is fit on the same OOF rows (``TemperatureCalibrator``).
 
 The served strategy (``strategy="auto"``, the default) and confidence measure are chosen per
-ensemble on the calibration part (:mod:`stream_ensemble.core.training.choice`); with a small
-calibration part the strategy choice also uses cross-fitted losses on the fit part
-(:mod:`stream_ensemble.core.training.crossfit`). A binary-only
+ensemble on the calibration part (:mod:`stream_ensemble.core.training.choice`); optionally
+(``BuildConfig.crossfit_below``) the strategy choice also uses cross-fitted losses on the fit
+part (:mod:`stream_ensemble.core.training.crossfit`). A binary-only
 strategy (boosting, rank average) asked for by name on K > 2 classes is refused with a
 :class:`~stream_ensemble.errors.ConfigError`.
 """
@@ -242,6 +242,7 @@ def build_on_members(
     strategy_choice = None
     if cfg.strategy == AUTO:
         evidence = {c: val_losses[c] for c in candidates if c in val_losses}
+        parts = {"calibration": slice(0, yc.size)}
         if yc.size < cfg.crossfit_below:
             say("cross-fitting the candidates on the fit part")
             extra = crossfit_losses(list(evidence), mf.P_oof, np.asarray(y_fit), np.asarray(X_fit, dtype=np.float64),
@@ -249,7 +250,9 @@ def build_on_members(
                                     calibration=cfg.calibration, random_state=cfg.random_state)
             if len(extra) == len(evidence):  # the same rows for every candidate, or none
                 evidence = {c: np.concatenate([extra[c], v]) for c, v in evidence.items()}
-        strategy_choice = choose_strategy(evidence)
+                n_extra = np.asarray(y_fit).size
+                parts = {"crossfit": slice(0, n_extra), "calibration": slice(n_extra, n_extra + yc.size)}
+        strategy_choice = choose_strategy(evidence, parts)
         default = strategy_choice.chosen
     else:
         default = candidates[0]
