@@ -140,8 +140,19 @@ class WorkerConfig:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     deploy_poll_s: float = 0.5
+    # Faults (README, Faults): a member call past the deadline is dropped for its batch; a
+    # member failing whole batches this many times in a row is skipped for the cool-down.
+    member_deadline_s: float = 1.0
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
+    fallback: str = "prior"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.member_deadline_s <= 60 or not 0 <= self.breaker_failures <= 1000 or self.breaker_cooldown_s <= 0:
+            raise ConfigError("member deadline must be in [0, 60] s (0: none), breaker failures in 0..1000 (0: no breaker), "
+                              f"breaker cool-down > 0 s; got {self.member_deadline_s}, {self.breaker_failures}, {self.breaker_cooldown_s}")
+        if self.fallback not in ("prior", "dlq"):
+            raise ConfigError(f"fallback must be prior or dlq, got {self.fallback!r}")
         if not 0 <= self.deploy_poll_s <= 1.0:
             # The product promises a deploy is seen within 1 s; 0 turns the watch off.
             raise ConfigError(f"deploy poll must be in [0, 1] seconds (0: do not watch), got {self.deploy_poll_s}")
@@ -270,6 +281,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker.metrics_host", "SE_METRICS_HOST", "--metrics-host", "Address the metrics server binds (0.0.0.0 to expose it)."),
     Setting("worker.explain", "SE_EXPLAIN", "--explain", "Explanation level: none, summary or full."),
     Setting("worker.deploy_poll_s", "SE_DEPLOY_POLL_S", "--deploy-poll-s", "Seconds between reads of se:deploy:<ensemble> (hot deploy; 0: off)."),
+    Setting("worker.member_deadline_s", "SE_MEMBER_DEADLINE_S", "--member-deadline-s", "Longest wait for one member on one batch, seconds (0: no deadline)."),
+    Setting("worker.breaker_failures", "SE_BREAKER_FAILURES", "--breaker-failures", "Consecutive whole-batch failures that open a member's breaker (0: off)."),
+    Setting("worker.breaker_cooldown_s", "SE_BREAKER_COOLDOWN_S", "--breaker-cooldown-s", "Seconds an open breaker waits before a half-open probe."),
+    Setting("worker.fallback", "SE_FALLBACK", "--fallback", "An event no member could score: prior (confidence 0, flagged) or dlq."),
     Setting("ab.outcomes_topic", "SE_OUTCOMES_TOPIC", "--outcomes-topic", "Topic of outcome events (true labels)."),
     Setting("ab.shadow_topic", "SE_SHADOW_TOPIC", "--shadow-topic", "Topic of shadow arms' scored events."),
     Setting("ab.outcomes_dlq_topic", "SE_OUTCOMES_DLQ_TOPIC", "--outcomes-dlq-topic", "Dead-letter topic for malformed outcomes."),

@@ -107,3 +107,5 @@ class BatchResult:
     shadow: list[tuple[bytes, bytes, SourceRef]] = field(default_factory=list)
     # Events per (experiment, arm) routed in this batch (shadow arms included); metrics count them.
     arms: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Scored events per degraded reason (member_timeout, member_error, breaker_open, prior_only).
+    degraded: dict[str, int] = field(default_factory=dict)

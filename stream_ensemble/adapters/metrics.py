@@ -130,6 +130,8 @@ class WorkerMetrics:
         self.cache_misses.inc(result.cache_misses)
         for (experiment, arm), n in result.arms.items():
             self.arm(experiment, arm, n)
+        for why, n in result.degraded.items():
+            self.degraded(why, n)
         self.batch_size.observe(len(messages))
         self.scoring_seconds.observe(scoring_s)
         self.batch_seconds.observe(batch_s)

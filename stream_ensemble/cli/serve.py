@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from stream_ensemble.cli.common import config_from, pin_threads, setting_option
+from stream_ensemble.cli.registry import trust_pickle_option
 from stream_ensemble.config import redacted
 
 log = logging.getLogger("stream_ensemble")
@@ -35,16 +36,22 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
 @setting_option("worker.metrics_host")
 @setting_option("worker.deploy_poll_s", type=click.FloatRange(0.0, 1.0))
+@setting_option("worker.member_deadline_s", type=click.FloatRange(0.0, 60.0))
+@setting_option("worker.breaker_failures", type=click.IntRange(0, 1000))
+@setting_option("worker.breaker_cooldown_s", type=click.FloatRange(min=0.001))
+@setting_option("worker.fallback", type=click.Choice(["prior", "dlq"]))
 @setting_option("ab.shadow_topic")
 @setting_option("ab.refresh_s", type=click.FloatRange(min=0.01, max=1.0))
 @click.option("--max-idle", type=float, default=None, help="Exit after this many idle seconds (default: run until SIGTERM).")
+@trust_pickle_option
 @click.pass_context
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
           dlq_topic: str | None, dlq_max_bytes: int | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
           cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
-          metrics_host: str | None, deploy_poll_s: float | None, shadow_topic: str | None, ab_refresh_s: float | None,
-          max_idle: float | None) -> None:
+          metrics_host: str | None, deploy_poll_s: float | None, member_deadline_s: float | None,
+          breaker_failures: int | None, breaker_cooldown_s: float | None, fallback: str | None,
+          shadow_topic: str | None, ab_refresh_s: float | None, max_idle: float | None) -> None:
     """Consume feature events, score them, produce scored events (until SIGTERM).
 
     The version served is the fleet's deploy target (`stream-ensemble deploy NAME@vN`, Redis
@@ -72,6 +79,8 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         kafka__partitions=partitions, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
         worker__metrics_port=metrics_port, worker__metrics_host=metrics_host, worker__deploy_poll_s=deploy_poll_s,
+        worker__member_deadline_s=member_deadline_s, worker__breaker_failures=breaker_failures,
+        worker__breaker_cooldown_s=breaker_cooldown_s, worker__fallback=fallback,
         ab__shadow_topic=shadow_topic, ab__refresh_s=ab_refresh_s,
     )
     log.info("configuration", extra={"event": "configuration", **redacted(cfg)})
@@ -84,7 +93,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
                  extra={"event": "metrics", "port": probes.port})
     reg = Registry(cfg.worker.registry)
     reg.manifest("ensembles", cfg.worker.ensemble, ensemble_version)  # a missing ensemble is a clear error before Redis
-    client = connect(cfg.redis)
+    client = connect(cfg.redis, advisory=True)  # Redis down at start: serve without it, flagged
     deploys = RedisDeployStore(client, cfg.redis.key_prefix, cfg.worker.ensemble)
     ens = _first_version(reg, cfg.worker.ensemble, ensemble_version, deploys)
     metrics.info.info(_build_info(ens))
@@ -98,18 +107,24 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
                     parts, have, cfg.kafka.group_id, parts,
                     extra={"event": "partitions", "topic": cfg.kafka.features_topic, "partitions": have, "asked": parts})
     health = RedisHealthStore(client, cfg.redis.key_prefix, cfg.redis.health_refresh_s)
+    heartbeat_serving: dict[str, Any] = {}
+    reporter, new_guard = _guards(cfg, client, metrics, heartbeat_serving)
     service = ScoringService(
         ens, health,
         RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain, cfg.redis.key_prefix,
+        guard=new_guard(), fallback=cfg.worker.fallback,
     )
-    router = _router(cfg, service, client, health)
+    router = _router(cfg, service, client, health, new_guard)
     stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.kafka_stats}
     source = KafkaSource(cfg.kafka, extra=stats, on_assignment=metrics.assignment)
     sink = KafkaSink(cfg.kafka)
-    heartbeat = Heartbeat(client, metrics, cfg.redis.key_prefix, cfg.kafka.group_id, serving={
+    heartbeat_serving.update({
         "ensemble": ens.tag, "strategy": ens.strategy.name, "members": [m.tag for m in ens.pool.members],
-        "features_topic": cfg.kafka.features_topic, "scores_topic": cfg.kafka.scores_topic,
-    }, health=health.down)
+        "features_topic": cfg.kafka.features_topic, "scores_topic": cfg.kafka.scores_topic, "breakers": {},
+    })
+    heartbeat = Heartbeat(client, metrics, cfg.redis.key_prefix, cfg.kafka.group_id, serving=heartbeat_serving,
+                          health=health.down)
+    reporter.worker_id = heartbeat.worker_id
     metrics.selection(ens.strategy.selection_id(ens.health_vector(health.down())))  # known before the first batch
     watcher = None
     if cfg.worker.deploy_poll_s > 0:
@@ -140,12 +155,33 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         if watcher is not None:
             watcher.close()
         heartbeat.close()
+        reporter.close()
         source.close()
         if probes is not None:
             probes.close()
 
 
-def _router(cfg: Any, champion: Any, client: Any, health: Any) -> Any:
+def _guards(cfg: Any, client: Any, metrics: Any, heartbeat_serving: dict[str, Any]) -> tuple[Any, Any]:
+    """The fault reporter and a factory of member guards (one per scoring service) using it."""
+    from stream_ensemble.adapters.faults import FaultReporter
+    from stream_ensemble.core.members.breaker import CircuitBreakers, Transition
+    from stream_ensemble.core.members.guard import MemberGuard
+
+    reporter = FaultReporter(client, metrics, cfg.redis.key_prefix)
+
+    def transition(t: Transition) -> None:
+        reporter.transition(t)
+        heartbeat_serving["breakers"] = reporter.snapshot()
+
+    def new_guard() -> MemberGuard:
+        w = cfg.worker
+        return MemberGuard(w.member_deadline_s or None, CircuitBreakers(w.breaker_failures, w.breaker_cooldown_s, transition),
+                           reporter.member)
+
+    return reporter, new_guard
+
+
+def _router(cfg: Any, champion: Any, client: Any, health: Any, new_guard: Any) -> Any:
     """The experiment router: se:ab:<ensemble> read each second, challenger versions loaded once."""
     from stream_ensemble.adapters.ab_store import ABStore
     from stream_ensemble.adapters.kafka import ensure_topics
@@ -163,7 +199,7 @@ def _router(cfg: Any, champion: Any, client: Any, health: Any) -> Any:
         ens = load_serving_ensemble(Registry(cfg.worker.registry), name, int(v))
         log.info("loaded %s for an experiment", ens.tag, extra={"event": "experiment_version", "version": ens.tag})
         return ScoringService(ens, health, RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain,
-                              cfg.redis.key_prefix)
+                              cfg.redis.key_prefix, guard=new_guard(), fallback=cfg.worker.fallback)
 
     return ExperimentRouter(champion, cfg.worker.ensemble, lambda: store.read(cfg.worker.ensemble), load,
                             cfg.ab.refresh_s)

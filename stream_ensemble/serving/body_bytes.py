@@ -14,7 +14,18 @@ import numpy as np
 import orjson
 
 from stream_ensemble.core.confidence.json_bytes import Part, join_rows, number_column, object_parts, pattern_column
+from stream_ensemble.serving.degraded import DEGRADED_REASONS
 from stream_ensemble.serving.ensemble import ScoreBatch
+
+_NOT_DEGRADED = b'false,"degraded_reason":null'
+_DEGRADED = [b'true,"degraded_reason":' + orjson.dumps(r) for r in DEGRADED_REASONS]
+
+
+def _degraded_parts(codes: np.ndarray) -> list[Part]:
+    """``degraded`` / ``degraded_reason`` values: one literal for a clean batch, else a column."""
+    if codes.size == 0 or not (codes >= 0).any():
+        return [_NOT_DEGRADED]
+    return [[_DEGRADED[c] if c >= 0 else _NOT_DEGRADED for c in codes.tolist()]]
 
 
 def encode_bodies(batch: ScoreBatch, tags: list[str], class_names: list[str]) -> list[bytes]:
@@ -33,7 +44,7 @@ def encode_bodies(batch: ScoreBatch, tags: list[str], class_names: list[str]) ->
     list of bytes, length n
         JSON objects: ``probability``, ``decision``, ``label``, ``confidence``,
         ``prediction_set``, ``uncertainty``, ``models_used``, ``model_probabilities``,
-        ``cache_hit`` (false), ``explanation`` and, for K > 2 classes, ``probabilities``.
+        ``degraded`` and ``degraded_reason``, ``cache_hit`` (false), ``explanation`` and, for K > 2 classes, ``probabilities``.
     """
     proba = batch.proba
     n = proba.shape[0]
@@ -58,6 +69,7 @@ def encode_bodies(batch: ScoreBatch, tags: list[str], class_names: list[str]) ->
         b',"uncertainty":', *object_parts(n, list(batch.uncertainty), [number_column(np.round(v, 6)) for v in batch.uncertainty.values()]),
         b',"models_used":', pattern_column(batch.used, lambda row: b"[" + b",".join(tags_b[j] for j in np.flatnonzero(row)) + b"]"),
         b',"model_probabilities":', *model_proba,
+        b',"degraded":', *_degraded_parts(batch.degraded),
         b',"cache_hit":false,"explanation":', *batch.explanation_parts(),
     ]
     if not binary:

@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import orjson
 
+from stream_ensemble.core.members.guard import MemberGuard
 from stream_ensemble.ports import HealthStore, PredictionCache
 from stream_ensemble.serving.body_bytes import encode_bodies
 from stream_ensemble.serving.codec import DecodeError, decode_event, schema_version_for
+from stream_ensemble.serving.degraded import DEGRADED_REASONS, HEALTH_UNKNOWN, PRIOR_ONLY
 from stream_ensemble.serving.ensemble import ScoreBatch, ServingEnsemble
 from stream_ensemble.types import BatchResult, DeadLetter, Event, RawMessage
 
@@ -57,6 +59,11 @@ class ScoringService:
         A/B arm label written into scored events.
     on_error : ErrorPolicy
     clock : callable returning seconds since the epoch
+    guard : MemberGuard, optional
+        Per-member deadline and circuit breakers (None: members run inline, none skipped).
+    fallback : {"prior", "dlq"}
+        An event no member could score gets the class prior at confidence 0 (flagged
+        ``degraded_reason: prior_only``) or goes to the DLQ (``error_type: no_member``).
     """
 
     def __init__(
@@ -70,7 +77,11 @@ class ScoringService:
         arm: str = "champion",
         on_error: ErrorPolicy = dead_letter_policy,
         clock: Callable[[], float] = time.time,
+        guard: MemberGuard | None = None,
+        fallback: str = "prior",
     ) -> None:
+        self.guard = guard
+        self.fallback = fallback
         self.ensemble = ensemble
         self.health = health
         self.cache = cache if cache_ttl_s > 0 else None
@@ -133,11 +144,13 @@ class ScoringService:
         unique = list(seen.values())
         fresh: dict[int, bytes] = {}
         rejected: dict[int, tuple[str, str]] = {}
+        degraded: dict[int, str] = {}
         if unique:
             # numpy warnings (a huge value overflowing in standardisation...) would reach stderr
             # once per code location and say nothing: the pool finds and drops the rows they spoil.
             with np.errstate(all="ignore"):
-                fresh, rejected = self._score_misses([events[i] for i in unique], [levels[i] for i in unique], healthy, unique)
+                fresh, rejected, degraded = self._score_misses(
+                    [events[i] for i in unique], [levels[i] for i in unique], healthy, unique)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         # A scored event is its per-event head, the cached-form body's members, a batch tail:
         # the body is encoded once and the same bytes go to the cache and into the event.
@@ -154,6 +167,8 @@ class ScoringService:
             if hit is not None:
                 # Same bytes as decoding, setting both cache_hit flags and re-encoding.
                 body = hit.replace(b'"cache_hit":false', b'"cache_hit":true')
+                if b'"degraded":' not in body:  # cached by a worker before the flag existed
+                    body = body.replace(b',"cache_hit":true', b',"degraded":false,"degraded_reason":null,"cache_hit":true', 1)
             else:
                 first = first_of[i]
                 if first in rejected:
@@ -161,7 +176,10 @@ class ScoringService:
                     result.dead_letters.append(DeadLetter(msg, reason, kind, ev.event_id))
                     continue
                 body = fresh[first]
-                if keys is not None and first == i:
+                why = degraded.get(first)
+                if why is not None:  # never cached: a later event must get the healthy selection's score
+                    result.degraded[why] = result.degraded.get(why, 0) + 1
+                elif keys is not None and first == i:
                     to_cache.append((keys[i], body))
             head = orjson.dumps({"schema_version": version, "event_id": ev.event_id,
                                  "entity_id": ev.entity_id, "timestamp": ev.timestamp})
@@ -184,7 +202,7 @@ class ScoringService:
         levels: list[str],
         healthy: np.ndarray,
         positions: list[int],
-    ) -> tuple[dict[int, bytes], dict[int, tuple[str, str]]]:
+    ) -> tuple[dict[int, bytes], dict[int, tuple[str, str]], dict[int, str]]:
         """Score rows that missed the cache.
 
         Returns
@@ -193,21 +211,32 @@ class ScoringService:
             Batch position -> encoded scored body (what the cache stores).
         rejected : dict
             Batch position -> (reason, error type) for rows that must be dead-lettered.
+        degraded : dict
+            Batch position -> degraded reason of the rows scored degraded (never cached).
         """
         encoded = self.ensemble.encoder.transform_records([ev.features for _, ev in items])
         rejected = {positions[row]: (reason, "feature_type") for row, reason in encoded.errors.items()}
         ok_rows = np.flatnonzero(encoded.ok)
         if ok_rows.size == 0:
-            return {}, rejected
+            return {}, rejected, {}
         try:
-            batch = self.ensemble.score(encoded.X, healthy, [levels[r] for r in ok_rows])
+            batch = self.ensemble.score(encoded.X, healthy, [levels[r] for r in ok_rows], self.guard)
         except Exception as exc:  # a bug in scoring must not lose the events
             if not self.on_error([items[r][0] for r in ok_rows], exc):
                 raise
             reason = f"scoring failed: {type(exc).__name__}: {exc}"
             rejected.update({positions[r]: (reason, "scoring_error") for r in ok_rows})
-            return {}, rejected
-        return {positions[r]: body for r, body in zip(ok_rows, self._bodies(batch))}, rejected
+            return {}, rejected, {}
+        if not getattr(self.health, "known", True):  # Redis down since start: marks unknown
+            batch.degraded[batch.degraded < 0] = DEGRADED_REASONS.index(HEALTH_UNKNOWN)
+        codes = batch.degraded.tolist()
+        degraded = {positions[r]: DEGRADED_REASONS[c] for r, c in zip(ok_rows, codes) if c >= 0}
+        bodies = {positions[r]: body for r, body in zip(ok_rows, self._bodies(batch))}
+        if self.fallback == "dlq":
+            for pos in [p for p, why in degraded.items() if why == PRIOR_ONLY]:
+                del bodies[pos], degraded[pos]
+                rejected[pos] = ("no member could score this event (fallback: dlq)", "no_member")
+        return bodies, rejected, degraded
 
     def _bodies(self, batch: ScoreBatch) -> list[bytes]:
         """The event-independent part of each scored event, encoded (what the cache stores)."""

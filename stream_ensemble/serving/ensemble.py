@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,7 +29,17 @@ from stream_ensemble.core.confidence.explanation_json import explanation_parts
 from stream_ensemble.core.confidence.json_bytes import Part, join_rows
 from stream_ensemble.core.confidence.uncertainty import DEFAULT_CONFIDENCE, confidence, uncertainty
 from stream_ensemble.core.data.features import FeatureEncoder
+from stream_ensemble.core.members.breaker import OPEN
+from stream_ensemble.core.members.guard import BREAKER_OPEN, MemberGuard
 from stream_ensemble.core.members.pool import ModelPool
+from stream_ensemble.serving.degraded import (
+    DEGRADED_REASONS,
+    NOT_DEGRADED,
+    PRIOR_ONLY,
+    guarded_run,
+    member_ranking,
+    row_reasons,
+)
 from stream_ensemble.types import Mask, Matrix, Proba
 
 
@@ -80,6 +90,8 @@ class ScoreBatch:
     selection_id : str
     failed : dict of str to str
         Members that failed on this batch and why.
+    degraded : ndarray of shape (n,), int
+        Degraded reason code per row (``serving.degraded.DEGRADED_REASONS``; -1: not degraded).
     """
 
     proba: np.ndarray
@@ -94,6 +106,7 @@ class ScoreBatch:
     explain: list[ExplanationGroup]
     selection_id: str
     failed: dict[str, str]
+    degraded: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def explanations(self) -> list[dict[str, Any] | None]:
@@ -120,6 +133,35 @@ class ScoreBatch:
                 for i, e in zip(rows.tolist(), join_rows(rows.shape[0], parts)):
                     column[i] = e
         return [column]
+
+
+_ROW_ARGS = ("member_proba", "used", "exclusion", "weights", "baseline", "contributions", "agreement", "cache_hit")
+
+
+def _splice(batch: ScoreBatch, sub: ScoreBatch, rows: np.ndarray) -> None:
+    """Put ``sub`` (the scores of ``batch``'s ``rows``, in that order) into ``batch``, in place."""
+    for name in ("proba", "raw_positive", "decision", "confidence", "prediction_set", "member_positive",
+                 "member_proba", "used", "degraded"):
+        getattr(batch, name)[rows] = getattr(sub, name)
+    for key, values in sub.uncertainty.items():
+        batch.uncertainty[key][rows] = values
+    drop = np.zeros(batch.proba.shape[0], dtype=bool)
+    drop[rows] = True
+    kept: list[ExplanationGroup] = []
+    for group in batch.explain:
+        keep = np.flatnonzero(~drop[group.rows])
+        if keep.size == group.rows.size:
+            kept.append(group)
+        elif keep.size:
+            args = dict(group.args)
+            for key in _ROW_ARGS:
+                args[key] = np.asarray(args[key])[keep]
+            if args.get("feature_attribution") is not None:
+                args["feature_attribution"] = [args["feature_attribution"][i] for i in keep.tolist()]
+            kept.append(ExplanationGroup(group.rows[keep], args))
+    kept += [ExplanationGroup(rows[g.rows], g.args) for g in sub.explain]
+    batch.explain = kept
+    batch.failed = {**sub.failed, **batch.failed}
 
 
 @dataclass
@@ -185,6 +227,7 @@ class ServingEnsemble:
         self.reference_ = np.zeros(encoder.n_outputs)
         self.reference_[: len(encoder.numeric)] = (encoder.median_ - encoder.mean_) / encoder.scale_
         self._base_selection: np.ndarray | None = None
+        self._ranking: list[int] | None = None
 
     @property
     def tag(self) -> str:
@@ -214,7 +257,8 @@ class ServingEnsemble:
         return raw, np.asarray(cal, dtype=np.float64)
 
     def score(
-        self, X: Matrix, healthy: np.ndarray, explain: list[str] | str = "summary"
+        self, X: Matrix, healthy: np.ndarray, explain: list[str] | str = "summary",
+        guard: MemberGuard | None = None, fallback: bool = True,
     ) -> ScoreBatch:
         """Score a batch.
 
@@ -226,14 +270,21 @@ class ServingEnsemble:
             Members not marked down.
         explain : str or list of str (length n_events)
             Explanation level for the batch or per event: none, summary or full.
+        guard : MemberGuard, optional
+            Deadlines and breakers (``serving.degraded``); None runs the healthy selection
+            inline.
+        fallback : bool
+            Rows no member scored are scored by the best remaining single member (on those
+            rows alone) before falling back to the class prior.
 
         Returns
         -------
         ScoreBatch
+            ``degraded`` says which rows missed a member of the healthy selection and why.
         """
         n = X.shape[0]
-        run = self.strategy.required_members(healthy)
-        pool_run = self.pool.proba(X, run)
+        g = guarded_run(self.pool, self.strategy, self.member_tags, X, healthy, guard)
+        run, pool_run = g.run, g.pool_run
         available = pool_run.ok & healthy[None, :]
         raw, unclipped = self._combine(pool_run.proba, available, X)
         used = self.strategy.used_mask(available, X)
@@ -259,9 +310,11 @@ class ServingEnsemble:
             else np.eye(proba.shape[1], dtype=bool)[decision]
         )
         selection_id = self.strategy.selection_id(healthy)
+        degraded, missed = row_reasons(g, self.pool.names, used)
+        conf = np.where(used.any(axis=1), conf, 0.0)  # the class prior alone is no confidence
         explain_groups = self._explain(explain, n, X, pool_run, used, available, healthy, weights, contrib, unc,
-                                       selection_id, member_positive, proba.shape[1] == 2, run)
-        return ScoreBatch(
+                                       selection_id, member_positive, proba.shape[1] == 2, run, g.missing, guard)
+        batch = ScoreBatch(
             proba=proba,
             raw_positive=raw[:, 1] if raw.shape[1] == 2 else raw[np.arange(n), decision],
             decision=decision,
@@ -280,7 +333,35 @@ class ServingEnsemble:
             explain=explain_groups,
             selection_id=selection_id,
             failed=pool_run.failed,
+            degraded=degraded,
         )
+        orphans = np.flatnonzero(~used.any(axis=1))
+        if fallback and orphans.size:
+            single = self._best_single(healthy & ~run, guard)
+            if single is not None:
+                levels = [explain] * n if isinstance(explain, str) else list(explain)
+                sub = self.score(X[orphans], single, [levels[i] for i in orphans], guard, fallback=False)
+                # Still degraded: the healthy selection did not serve them (why it missed).
+                prior = DEGRADED_REASONS.index(PRIOR_ONLY)
+                why = np.where(missed[orphans] == NOT_DEGRADED, prior, missed[orphans])
+                sub.degraded = np.where(sub.degraded == prior, prior, why)
+                _splice(batch, sub, orphans)
+        return batch
+
+    def _best_single(self, candidates: np.ndarray, guard: MemberGuard | None) -> np.ndarray | None:
+        """Healthy vector of the best single member among ``candidates`` that may run, or None."""
+        if self._ranking is None:
+            self._ranking = member_ranking(self.strategy, len(self.pool.members))
+        for j in self._ranking:
+            if not candidates[j]:
+                continue
+            if guard is not None and (guard.breakers.state(self.member_tags[j]) == OPEN
+                                      or (guard.deadline_s and guard.threads.busy(self.pool.names[j]))):
+                continue
+            single = np.zeros(len(self.pool.members), dtype=bool)
+            single[j] = True
+            return single
+        return None
 
     def listed_members(self, run: np.ndarray) -> np.ndarray:
         """Members an explanation lists, shape (n_models,) bool: those that ran, and those the
@@ -299,6 +380,7 @@ class ServingEnsemble:
         self, explain: list[str] | str, n: int, X: Matrix, pool_run: Any, used: Mask,
         available: Mask, healthy: np.ndarray, weights: np.ndarray, contrib: Any, unc: Any,
         selection_id: str, member_positive: np.ndarray, binary: bool, run: np.ndarray,
+        missing: dict[int, str], guard: MemberGuard | None,
     ) -> list[ExplanationGroup]:
         levels = [explain] * n if isinstance(explain, str) else list(explain)
         groups: list[ExplanationGroup] = []
@@ -310,7 +392,11 @@ class ServingEnsemble:
             j = self.pool.names.index(name)
             code = exclusion_code(ExclusionReason.TIMED_OUT if why.startswith("timed_out") else ExclusionReason.FAILED)
             reasons[~pool_run.ok[:, j] & healthy[j], j] = code
+        for j, why in missing.items():  # skipped before the call: breaker open, or still busy
+            code = exclusion_code(ExclusionReason.BREAKER_OPEN if why == BREAKER_OPEN else ExclusionReason.TIMED_OUT)
+            reasons[~pool_run.ok[:, j] & healthy[j], j] = code
         cols = np.flatnonzero(self.listed_members(run))
+        ran = run & pool_run.ok.any(axis=0)  # occlusion re-runs only members that answered
         tags = [self.member_tags[j] for j in cols]
         baseline, values = np.asarray(contrib.baseline), np.asarray(contrib.values)
         for level in ("summary", "full"):
@@ -320,7 +406,7 @@ class ServingEnsemble:
             attribution = None
             if level == "full" and binary:
                 occ = occlusion_attribution(
-                    lambda Z: self._combine(*self._run_for(Z, healthy), Z)[1],
+                    lambda Z: self._combine(*self._run_for(Z, healthy, ran, guard), Z)[1],
                     X[rows], self.reference_, self.encoder.output_names_,
                 )
                 attribution = occ.to_dicts(top_k=10)
@@ -334,8 +420,10 @@ class ServingEnsemble:
             }))
         return groups
 
-    def _run_for(self, Z: Matrix, healthy: np.ndarray) -> tuple[Proba, Mask]:
-        run = self.strategy.required_members(healthy)
-        r = self.pool.proba(Z, run)
+    def _run_for(self, Z: Matrix, healthy: np.ndarray, run: np.ndarray, guard: MemberGuard | None) -> tuple[Proba, Mask]:
+        if guard is None:
+            r = self.pool.proba(Z, run)
+        else:
+            r = self.pool.proba(Z, run, guard.deadline_s or None, guard.threaded)
         return r.proba, r.ok & healthy[None, :]
 

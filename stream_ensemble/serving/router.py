@@ -158,6 +158,8 @@ class ExperimentRouter:
             result.dead_letters.extend(got.dead_letters)
             result.cache_hits += got.cache_hits
             result.cache_misses += got.cache_misses
+            for why, k in got.degraded.items():
+                result.degraded[why] = result.degraded.get(why, 0) + k
             result.selection_id = result.selection_id or got.selection_id
         return result
 

@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from stream_ensemble.serving.codec import SCHEMA_VERSION, DecodeError, decode_event
+from stream_ensemble.serving.degraded import DEGRADED_REASONS
 from stream_ensemble.serving.engine import ScoringService
 from stream_ensemble.serving.ensemble import ServingEnsemble
 from stream_ensemble.testing import InMemoryCache, InMemoryHealth, raw
@@ -73,6 +74,8 @@ def _reference_handle(ens: ServingEnsemble, msgs: list[bytes], down: frozenset[s
             "uncertainty": {k: float(np.round(v[b], 6)) for k, v in batch.uncertainty.items()},
             "models_used": [t for t, u in zip(tags, batch.used[b]) if u],
             "model_probabilities": {t: float(p) for t, p in zip(tags, member) if not math.isnan(p)},
+            "degraded": bool(batch.degraded[b] >= 0),
+            "degraded_reason": DEGRADED_REASONS[batch.degraded[b]] if batch.degraded[b] >= 0 else None,
             "cache_hit": False,
             "explanation": explanations[b],
         }
@@ -89,7 +92,8 @@ def _reference_handle(ens: ServingEnsemble, msgs: list[bytes], down: frozenset[s
                 body["explanation"]["cache_hit"] = True
         elif j in bodies:
             body = bodies[j]
-            cache.setdefault(key, orjson.dumps(body))
+            if not body["degraded"]:  # degraded scores are never cached
+                cache.setdefault(key, orjson.dumps(body))
         else:
             out[pos] = "dlq"
             j += 1

@@ -37,6 +37,13 @@ def wine_ensemble(tmp_path_factory: pytest.TempPathFactory) -> ServingEnsemble:
     assert result.strategy == manifest["strategy_choice"]["chosen"]
     assert set(manifest["strategy_choice"]["scores"]) == {"best_member", "stacking_all", "bnb_stacking", "caruana", "bnb_weighted",
                                                           "bnb_soft", "soft_voting_all"}
+    # The rule picks the lowest validation loss; the runner-up and each evidence part are kept.
+    choice = manifest["strategy_choice"]
+    scores = choice["scores"]
+    assert choice["chosen"] == min(scores, key=lambda k: scores[k])
+    assert choice["runner_up"] == sorted(scores, key=lambda k: scores[k])[1]
+    assert choice["detail"]["gap"] == pytest.approx(scores[choice["runner_up"]] - scores[choice["chosen"]])
+    assert {f"calibration:{k}" for k in scores} <= set(choice["detail"])
     return load_serving_ensemble(registry, "wine")
 
 
@@ -105,7 +112,8 @@ def test_binary_schema_rejects_probabilities_and_v2_requires_them() -> None:
     validator = Draft202012Validator(SCHEMA)
     base = {"schema_version": 1, "event_id": "e", "entity_id": "u", "timestamp": 1, "scored_at": 1,
             "ensemble_version": "x@v1", "probability": 0.5, "decision": 1, "label": "y", "confidence": 0.5,
-            "models_used": [], "model_probabilities": {}, "latency_ms": 1, "cache_hit": False, "arm": "champion"}
+            "models_used": [], "model_probabilities": {}, "degraded": False, "degraded_reason": None, "latency_ms": 1,
+            "cache_hit": False, "arm": "champion"}
     assert not list(validator.iter_errors(base))
     assert list(validator.iter_errors({**base, "probabilities": {"a": 0.2, "b": 0.3, "c": 0.5}}))
     assert list(validator.iter_errors({**base, "schema_version": 2}))

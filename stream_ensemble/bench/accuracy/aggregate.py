@@ -22,6 +22,9 @@ from stream_ensemble.bench.accuracy.distilled import aggregate_distilled, summar
 from stream_ensemble.bench.accuracy.split import SplitResult
 from stream_ensemble.core.data import Dataset
 from stream_ensemble.core.evaluation import relative_reduction
+from stream_ensemble.core.strategies import StrategyName
+
+CARUANA = StrategyName.CARUANA.value
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -116,6 +119,8 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
         "validated_strategy_per_split": [s.validated_pick for s in splits],
         "default_per_split": [s.strategy_choice.get("chosen", s.default) for s in splits],
         "strategy_choice_per_split": [s.strategy_choice for s in splits],
+        # Test log loss of every method per split: what each split's pick actually cost.
+        "test_log_loss_per_split": {m: [s.methods[m]["log_loss"] for s in splits] for m in methods},
         "calibration_per_split": [{k: s.calibration.get(k) for k in ("method", "reason")} for s in splits],
         "default_cost_ms_per_1k": _mean_std([s.default_cost_ms_per_1k for s in splits])[0],
         "members_cost": {m: {k: _mean_std([s.members_cost[m][k] for s in splits if m in s.members_cost])[0]
@@ -203,6 +208,11 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
                     "goal": f"default beats {other} on average",
                     "holds": bool(d["mean"] > rel[other]["mean"]),
                     "detail": f"{100 * d['mean']:+.1f}% vs {100 * rel[other]['mean']:+.1f}%"}
+        if CARUANA in rel:  # issue 13: the per-ensemble choice must not lose to one fixed strategy
+            goals["default_ge_caruana"] = {
+                "goal": "default: mean relative log-loss reduction vs best single >= caruana's (same pool)",
+                "holds": bool(d["mean"] >= rel[CARUANA]["mean"]),
+                "detail": f"{100 * d['mean']:+.1f}% vs {100 * rel[CARUANA]['mean']:+.1f}%"}
     from stream_ensemble.bench.report import ECE_TOLERANCE
 
     ece_bad = [n for n, e in datasets.items()

@@ -57,6 +57,7 @@ class ExclusionReason(str, Enum):
     OUTSIDE_REGION = "outside_region"
     OVER_BUDGET = "over_budget"
     NOT_SELECTED = "not_selected"
+    BREAKER_OPEN = "breaker_open"  # last: codes are positions, earlier ones must not move
 
 
 #: ``EXCLUSION_CODES[code]`` is the reason of an integer code; code ``NO_EXCLUSION`` (-1) = used.

@@ -227,3 +227,28 @@ def _to_float(values: Any) -> np.ndarray:
         except (TypeError, ValueError):
             out[i] = np.nan
     return out
+
+
+def raw_encoder(numeric: Sequence[str], columns: Mapping[str, Any]) -> FeatureEncoder:
+    """An encoder that passes numeric features through unscaled, in the given order.
+
+    For members a user fitted outside the project (``models add``): they take their features
+    as they were trained on them, so the model matrix is the raw values, with only missing
+    values imputed (by the medians of ``columns``, as every encoder does).
+
+    Parameters
+    ----------
+    numeric : sequence of str
+        Feature names in the members' input order.
+    columns : mapping of str to sequence
+        Values to take the medians from (the holdout's).
+
+    Returns
+    -------
+    FeatureEncoder
+        Fitted, with ``mean_ = 0`` and ``scale_ = 1``.
+    """
+    enc = FeatureEncoder(numeric).fit(columns)
+    enc.mean_ = np.zeros(len(enc.numeric))
+    enc.scale_ = np.ones(len(enc.numeric))
+    return enc

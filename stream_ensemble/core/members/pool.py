@@ -6,12 +6,15 @@ retried on the subset where it can succeed -- first the rows whose inputs are al
 value like 1e308 overflows standardisation to inf, which sklearn rejects for the whole
 call), then by bisection with a small call budget -- so one poison row costs its
 neighbours nothing. A wrong output shape is a member bug: dropped for the batch, no retry. A member that takes longer than its
-deadline is reported as timed out; sklearn calls cannot be pre-empted, so the result of a
-late member is discarded for this batch rather than waited for twice.
+deadline is reported as timed out: with the member threads of
+:mod:`~stream_ensemble.core.members.deadline` the batch stops waiting at the deadline (sklearn
+calls cannot be pre-empted; the late call finishes in the background), without them a late
+result is discarded after the fact.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_ensemble.core.members.deadline import Late, MemberThreads
 from stream_ensemble.errors import ModelPoolError
 from stream_ensemble.types import Mask, Matrix, Proba
 
@@ -156,7 +160,8 @@ class ModelPool:
     def __len__(self) -> int:
         return len(self.members)
 
-    def proba(self, X: Matrix, run: np.ndarray, deadline_s: float | None = None) -> PoolRun:
+    def proba(self, X: Matrix, run: np.ndarray, deadline_s: float | None = None,
+              threads: MemberThreads | None = None) -> PoolRun:
         """Run each member in ``run`` once on the whole batch.
 
         Parameters
@@ -167,6 +172,11 @@ class ModelPool:
         deadline_s : float, optional
             Per-member wall-time limit; a member over it is reported ``timed_out`` and its
             output discarded for this batch.
+        threads : MemberThreads, optional
+            With ``deadline_s``: each member runs on its own thread and the batch waits for
+            it at most ``deadline_s`` (a late call goes on in the background; the member is
+            skipped as ``timed_out`` while it runs). Without: members run inline and a late
+            result is discarded after the fact.
 
         Returns
         -------
@@ -178,46 +188,63 @@ class ModelPool:
         result = PoolRun(proba, ok)
         if n == 0:
             return result
-        finite_rows: np.ndarray | None = None  # computed once, only if a member raises
-        # numpy warnings of a member (overflow on a poison row...) are not news: the rows they
-        # spoil are found and dropped below, and the run report says so.
-        with np.errstate(all="ignore"):
-            for j in np.flatnonzero(run):
-                member = self.members[j]
-                t0 = time.perf_counter()
+        for j in np.flatnonzero(run):
+            member = self.members[j]
+            t0 = time.perf_counter()
+            if threads is not None and deadline_s:
                 try:
-                    out = self._call(member, X, c)
-                    rows = None
-                except _CallFailed as exc:
-                    if finite_rows is None:
-                        finite_rows = np.asarray(np.isfinite(X).all(axis=1))
-                    if exc.shape:  # a member bug, not a row's fault: no retries
-                        rows, out, why = np.empty(0, dtype=np.int64), np.empty((0, c)), f"failed: {exc}"
-                    else:
-                        rows, out, why = self._isolate(member, X, c, finite_rows, str(exc))
-                result.seconds[member.name] = time.perf_counter() - t0
-                if deadline_s is not None and result.seconds[member.name] > deadline_s:
-                    result.timed_out.add(member.name)
-                    result.failed[member.name] = f"timed_out: {result.seconds[member.name]:.3f}s > {deadline_s:.3f}s"
-                    result.failed_rows[member.name] = n
-                    continue
-                if rows is None:
-                    good = valid_rows(out)
-                    proba[:, j] = out
-                    ok[:, j] = good
-                else:
-                    good = np.zeros(n, dtype=bool)
-                    if rows.size:
-                        good[rows] = valid_rows(out)
-                        proba[rows, j] = out
-                    ok[:, j] = good
-                if not good.all():
-                    proba[~good, j] = np.nan  # nothing downstream may read a spoiled row
-                    bad = int((~good).sum())
-                    result.failed_rows[member.name] = bad
-                    result.failed[member.name] = (why if rows is not None else
-                                                  f"failed: invalid output (non-finite, outside [0, 1] or not summing to 1) on {bad} of {n} rows")
+                    rows, out, why = threads.call(member.name, functools.partial(self._run_member, member, X, c), deadline_s)
+                except Late as exc:
+                    rows, out, why = None, None, f"timed_out: {exc}"
+            else:
+                rows, out, why = self._run_member(member, X, c)
+            result.seconds[member.name] = time.perf_counter() - t0
+            if out is None or (deadline_s is not None and result.seconds[member.name] > deadline_s):
+                result.timed_out.add(member.name)
+                result.failed[member.name] = why if out is None else (
+                    f"timed_out: {result.seconds[member.name]:.3f}s > {deadline_s:.3f}s")
+                result.failed_rows[member.name] = n
+                continue
+            if rows is None:
+                good = valid_rows(out)
+                proba[:, j] = out
+                ok[:, j] = good
+            else:
+                good = np.zeros(n, dtype=bool)
+                if rows.size:
+                    good[rows] = valid_rows(out)
+                    proba[rows, j] = out
+                ok[:, j] = good
+            if not good.all():
+                proba[~good, j] = np.nan  # nothing downstream may read a spoiled row
+                bad = int((~good).sum())
+                result.failed_rows[member.name] = bad
+                result.failed[member.name] = (why if rows is not None else
+                                              f"failed: invalid output (non-finite, outside [0, 1] or not summing to 1) on {bad} of {n} rows")
         return result
+
+    def _run_member(self, member: Member, X: Matrix, c: int) -> tuple[np.ndarray | None, np.ndarray, str]:
+        """One member on the batch, isolation retries included (may run on the member's thread).
+
+        Returns
+        -------
+        rows : ndarray of int or None
+            Rows with an output (None: every row, ``out`` has n rows).
+        out : ndarray of shape (k, n_classes)
+        why : str
+            What failed ("" when the call succeeded).
+        """
+        # numpy warnings of a member (overflow on a poison row...) are not news: the rows they
+        # spoil are found and dropped by the caller, and the run report says so. errstate is
+        # per thread, hence here.
+        with np.errstate(all="ignore"):
+            try:
+                return None, self._call(member, X, c), ""
+            except _CallFailed as exc:
+                if exc.shape:  # a member bug, not a row's fault: no retries
+                    return np.empty(0, dtype=np.int64), np.empty((0, c)), f"failed: {exc}"
+                finite_rows = np.asarray(np.isfinite(X).all(axis=1))
+                return self._isolate(member, X, c, finite_rows, str(exc))
 
     def _call(self, member: Member, X: Matrix, c: int) -> np.ndarray:
         """One ``predict_proba`` call, shape-checked; raises :class:`_CallFailed`."""

@@ -95,10 +95,10 @@ DEFAULT_STRATEGY = StrategyName.BOOSTING
 
 #: Candidates of the per-ensemble choice, simplest first: the single best member, plain
 #: averages, weighted averages, then the learned combiners. The choice
-#: (``core.training.choice.choose_strategy``) serves the simplest candidate whose validation
-#: loss is within noise of the best one, so this order is part of the rule. Binary-only ones
-#: are skipped for K > 2 classes. The dynamic selectors, hard voting, geometric mean and rank
-#: average are left out: they cost more to serve or explain and have no place in the order.
+#: (``core.training.choice.choose_strategy``) serves the lowest validation loss; this order
+#: only breaks exact ties (toward the simpler one). Binary-only ones are skipped for K > 2
+#: classes. The dynamic selectors, hard voting, geometric mean and rank average are left
+#: out: they cost more to serve or explain.
 AUTO_CANDIDATES: tuple[StrategyName, ...] = (
     StrategyName.BEST_MEMBER, StrategyName.SOFT_VOTING_ALL, StrategyName.BNB_SOFT, StrategyName.CARUANA,
     StrategyName.BNB_WEIGHTED, StrategyName.BNB_STACKING, StrategyName.STACKING_ALL, StrategyName.BOOSTING,

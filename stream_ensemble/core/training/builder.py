@@ -26,9 +26,9 @@ Calibration: binary problems map the positive-class probability (``EnsembleCalib
 with K > 2 classes one temperature is fit on the same OOF rows (``TemperatureCalibrator``).
 
 The served strategy (``strategy="auto"``, the default) and confidence measure are chosen per
-ensemble on the calibration part (:mod:`stream_ensemble.core.training.choice`); with a small
-calibration part the strategy choice also uses cross-fitted losses on the fit part
-(:mod:`stream_ensemble.core.training.crossfit`). A binary-only
+ensemble on the calibration part (:mod:`stream_ensemble.core.training.choice`); optionally
+(``BuildConfig.crossfit_below``) the strategy choice also uses cross-fitted losses on the fit
+part (:mod:`stream_ensemble.core.training.crossfit`). A binary-only
 strategy (boosting, rank average) asked for by name on K > 2 classes is refused with a
 :class:`~stream_ensemble.errors.ConfigError`.
 """
@@ -37,19 +37,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from stream_ensemble.core.confidence.calibration import EnsembleCalibrator, parse_method
+from stream_ensemble.core.confidence.calibration import EnsembleCalibrator
 from stream_ensemble.core.confidence.conformal import ConformalClassifier
 from stream_ensemble.core.confidence.temperature import TemperatureCalibrator
 from stream_ensemble.core.evaluation import evaluate
 from stream_ensemble.core.members.families import ModelSpec
 from stream_ensemble.core.members.oof import MemberFit, fit_members, predict_members
 from stream_ensemble.core.members.search import SearchReport, tune_specs
-from stream_ensemble.core.selection import SelectionConstraints
 from stream_ensemble.core.strategies import (
     AUTO,
     AUTO_CANDIDATES,
@@ -58,6 +56,7 @@ from stream_ensemble.core.strategies import (
     fit_strategy,
     parse_strategy,
 )
+from stream_ensemble.core.training.built import BuildConfig, BuiltEnsemble
 from stream_ensemble.core.training.choice import (
     Choice,
     choose_confidence,
@@ -67,221 +66,14 @@ from stream_ensemble.core.training.choice import (
 )
 from stream_ensemble.core.training.crossfit import calibrated, crossfit_losses, fit_calibrator, served_outputs
 from stream_ensemble.errors import CombinerError, ConfigError, SelectionError
-from stream_ensemble.types import Labels, Mask, Matrix, Proba
+from stream_ensemble.types import Labels, Matrix
 
 FloatArray = npt.NDArray[np.float64]
 
 #: Member metrics written to the registry manifests.
 MEMBER_METRICS = ("log_loss", "accuracy", "roc_auc", "brier")
 
-
-def _default_constraints() -> SelectionConstraints:
-    return SelectionConstraints(max_members=8, time_limit_s=2.0)
-
-
-@dataclass(frozen=True, slots=True)
-class BuildConfig:
-    """How :func:`build` fits an ensemble (validated on construction).
-
-    Parameters
-    ----------
-    strategy : str
-        Strategy served by default: ``"auto"`` (chosen per ensemble on validation rows, module
-        docstring) or a key of ``strategies.STRATEGIES``.
-    search_budget_s : float
-        Seconds the hyperparameter search of the tunable members may start candidates in.
-    constraints : SelectionConstraints
-        Budget (default ``inf``, ms per 1,000 rows), ``max_members`` (default 8),
-        ``min_diversity`` (0), metric (``log_loss``), time limit (2 s).
-    n_folds : int
-        Stratified folds of the members' OOF predictions.
-    calibration : {"auto", "platt", "isotonic", "none"}
-    conformal_alpha : float
-        Miscoverage level of the prediction sets, in (0, 1).
-    mondrian : bool
-        Class-conditional conformal thresholds.
-    conformal_randomized : bool
-        Smoothed (randomized) conformal sets, coverage exactly ``1 - alpha`` instead of at
-        least (``core.confidence.conformal`` module docstring); the tie-breaking uniform of a row is a
-        hash of its encoded features, so the same event always gets the same set.
-    random_state : int
-        Seeds folds, the calibration halves, regions and inner CV.
-    crossfit_below : int
-        With ``strategy="auto"`` and fewer calibration rows than this, the choice also judges
-        the candidates on cross-fitted losses over the fit part
-        (:mod:`~stream_ensemble.core.training.crossfit`); 0 disables. Above it the calibration
-        part alone resolves the gaps that matter, and cross-fitting would refit every candidate
-        three more times on large data.
-
-    Raises
-    ------
-    ConfigError
-        Any invalid value.
-    """
-
-    strategy: str = AUTO
-    search_budget_s: float = math.inf
-    constraints: SelectionConstraints = field(default_factory=_default_constraints)
-    n_folds: int = 5
-    calibration: str = "auto"
-    conformal_alpha: float = 0.1
-    mondrian: bool = False
-    conformal_randomized: bool = True
-    random_state: int = 0
-    crossfit_below: int = 2000
-
-    def __post_init__(self) -> None:
-        if self.strategy != AUTO:
-            parse_strategy(self.strategy)
-        if not self.search_budget_s >= 0:
-            raise ConfigError(f"search_budget_s must be >= 0, got {self.search_budget_s}")
-        if not isinstance(self.constraints, SelectionConstraints):
-            raise ConfigError(f"constraints must be a SelectionConstraints, got {type(self.constraints).__name__}")
-        if not isinstance(self.n_folds, int) or self.n_folds < 2:
-            raise ConfigError(f"n_folds must be an int >= 2, got {self.n_folds!r}")
-        parse_method(self.calibration)
-        if not isinstance(self.crossfit_below, int) or self.crossfit_below < 0:
-            raise ConfigError(f"crossfit_below must be an int >= 0, got {self.crossfit_below!r}")
-        if not 0.0 < self.conformal_alpha < 1.0:
-            raise ConfigError(f"conformal_alpha must be in (0, 1), got {self.conformal_alpha}")
-
-
-@dataclass(frozen=True, eq=False)
-class BuiltEnsemble:
-    """Everything :func:`build` produced.
-
-    Attributes
-    ----------
-    members : MemberFit
-        Refit estimators, names, families, measured costs, OOF predictions, failures.
-    strategies : dict of str to EnsembleStrategy
-        Fitted strategies by name.
-    calibrators : dict of str to EnsembleCalibrator or None
-        Per strategy (``None`` for more than two classes).
-    conformals : dict of str to ConformalClassifier
-        Per strategy.
-    default : str
-        Strategy served by default (``config.strategy``, or the validated pick for ``auto``).
-    member_metrics : dict of str to dict
-        Member name -> ``log_loss``, ``accuracy``, ``roc_auc``, ``brier`` on the calibration part.
-    strategy_metrics : dict of str to dict
-        Strategy name -> metrics of its raw probabilities on the whole calibration part, plus
-        ``calibrated_*`` metrics on the calibration part (rows the calibrator did not see).
-    failed_strategies : dict of str to str
-        Requested strategies (other than the default) that could not be fit, with the reason.
-    calibration_split : str
-        Which rows the calibrator and the conformal sets were fit on (module docstring).
-    config : BuildConfig
-    confidence_measures : dict of str to str
-        Strategy name -> the confidence definition served (chosen on the calibration part,
-        :func:`~stream_ensemble.core.training.choice.choose_confidence`).
-    confidence_auroc : dict of str to dict
-        Strategy name -> error AUROC of every confidence definition on the calibration part.
-    strategy_choice : Choice or None
-        How ``default`` was chosen (``None`` when configured by name).
-    confidence_choices : dict of str to Choice
-        Strategy name -> how its confidence measure was chosen.
-    search : dict of str to SearchReport
-        Hyperparameter search per tuned member.
-    """
-
-    members: MemberFit
-    strategies: dict[str, EnsembleStrategy]
-    calibrators: dict[str, EnsembleCalibrator | TemperatureCalibrator | None]
-    conformals: dict[str, ConformalClassifier]
-    default: str
-    member_metrics: dict[str, dict[str, float]]
-    strategy_metrics: dict[str, dict[str, float]]
-    failed_strategies: dict[str, str]
-    calibration_split: str
-    config: BuildConfig
-    confidence_measures: dict[str, str] = field(default_factory=dict)
-    confidence_auroc: dict[str, dict[str, float]] = field(default_factory=dict)
-    strategy_choice: Choice | None = None
-    confidence_choices: dict[str, Choice] = field(default_factory=dict)
-    search: dict[str, SearchReport] = field(default_factory=dict)
-
-    def score(self, P: Proba, available: Mask, X: Matrix | None = None,
-              strategy: str | None = None) -> dict[str, np.ndarray]:
-        """Combine, calibrate and build prediction sets for a batch of member outputs.
-
-        Parameters
-        ----------
-        P : ndarray of shape (n_events, n_models, n_classes)
-            Member probabilities (``NaN`` where ``available`` is False).
-        available : ndarray of bool, shape (n_events, n_models)
-        X : ndarray of shape (n_events, n_features), optional
-            Needed by dynamic strategies; its rows also seed the tie-breaking of randomized
-            conformal sets (``P``'s rows when absent).
-        strategy : str, optional
-            Default: ``self.default``.
-
-        Returns
-        -------
-        dict of str to ndarray
-            ``raw_proba`` (n, c), ``raw_positive`` (n,), ``positive`` (n,) calibrated,
-            ``proba`` (n, c) calibrated, ``set_proba`` (n, c) calibrated without the clip (what
-            the conformal sets are computed on), ``decision`` (n,) int, ``prediction_set`` (n, c) bool,
-            ``used`` (n, m) bool.
-
-        Raises
-        ------
-        ConfigError
-            Unknown or unbuilt strategy, bad shapes.
-        CombinerError
-            Invalid probabilities.
-        """
-        name = self._name(strategy)
-        st = self.strategies[name]
-        raw = st.predict_proba(P, available, X)
-        proba = calibrated(self.calibrators[name], raw)
-        set_proba = calibrated(self.calibrators[name], raw, clip=False)
-        return {
-            "raw_proba": raw,
-            "raw_positive": raw[:, 1],
-            "positive": proba[:, 1],
-            "proba": proba,
-            "set_proba": set_proba,
-            "decision": np.argmax(proba, axis=1).astype(np.int64),
-            "prediction_set": self.conformals[name].predict_set(
-                set_proba, u=self.conformals[name].tie_breaks(X if X is not None else P.reshape(P.shape[0], -1))),
-            "used": st.used_mask(available, X),
-        }
-
-    def predict(self, X: Matrix, strategy: str | None = None,
-                healthy: Mask | None = None) -> dict[str, np.ndarray]:
-        """Run the members a strategy needs on ``X`` and :meth:`score` the result.
-
-        Parameters
-        ----------
-        X : ndarray of shape (n_events, n_features)
-        strategy : str, optional
-        healthy : ndarray of bool, shape (n_models,), optional
-            Default: every member healthy.
-
-        Returns
-        -------
-        dict of str to ndarray
-            As :meth:`score`.
-
-        Raises
-        ------
-        ConfigError
-            Unknown strategy or bad shapes.
-        ModelPoolError
-            A member failed to predict.
-        """
-        st = self.strategies[self._name(strategy)]
-        h = np.ones(self.members.n_models, dtype=bool) if healthy is None else healthy
-        run = st.required_members(h)
-        P = predict_members(self.members.estimators, X, n_classes=self.members.n_classes, run=run)
-        return self.score(P, np.broadcast_to(run, P.shape[:2]).copy(), X, strategy)
-
-    def _name(self, strategy: str | None) -> str:
-        name = self.default if strategy is None else parse_strategy(strategy).value
-        if name not in self.strategies:
-            raise ConfigError(f"strategy {name!r} was not built; built: {sorted(self.strategies)}")
-        return name
+__all__ = ["BuildConfig", "BuiltEnsemble", "build", "build_on_members"]
 
 
 def _candidates(cfg: BuildConfig, n_classes: int) -> list[str]:
@@ -345,6 +137,65 @@ def build(
     """
     cfg = config or BuildConfig()
     say = progress or (lambda _msg: None)
+    _candidates(cfg, int(np.unique(np.asarray(y_fit)).shape[0]))  # a bad strategy name fails before any fit
+    _cal_part(X_cal, y_cal)
+    specs, search = tune_specs(specs, X_fit, y_fit, budget_s=cfg.search_budget_s,
+                               random_state=cfg.random_state, progress=say)
+    mf = fit_members(specs, X_fit, y_fit, n_folds=cfg.n_folds, random_state=cfg.random_state, progress=say)
+    return build_on_members(mf, X_fit, y_fit, X_cal, y_cal, cfg, strategies=strategies, search=search, progress=say)
+
+
+def _cal_part(X_cal: Matrix, y_cal: Labels) -> tuple[FloatArray, Labels]:
+    Xc = np.asarray(X_cal, dtype=np.float64)
+    yc = np.asarray(y_cal).astype(np.int64)
+    if Xc.ndim != 2 or yc.shape != (Xc.shape[0],):
+        raise ConfigError(f"X_cal must be (n, d) and y_cal (n,), got {Xc.shape} and {yc.shape}")
+    return Xc, yc
+
+
+def build_on_members(
+    mf: MemberFit,
+    X_fit: Matrix,
+    y_fit: Labels,
+    X_cal: Matrix,
+    y_cal: Labels,
+    config: BuildConfig | None = None,
+    *,
+    strategies: Sequence[str] | None = None,
+    search: dict[str, SearchReport] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BuiltEnsemble:
+    """Steps 1-4 of the module docstring on members that are already fitted.
+
+    :func:`build` calls it with freshly fitted members and their OOF predictions; ``ensemble
+    build`` calls it with members a user fitted elsewhere, whose predictions on rows they never
+    saw play the part of the OOF predictions.
+
+    Parameters
+    ----------
+    mf : MemberFit
+        Fitted members; ``mf.P_oof`` of shape (n_fit, n_models, n_classes) are their
+        predictions on ``X_fit``, made by models that never trained on those rows.
+    X_fit : ndarray of shape (n_fit, n_features)
+    y_fit : ndarray of int, shape (n_fit,)
+    X_cal : ndarray of shape (n_cal, n_features)
+    y_cal : ndarray of int, shape (n_cal,)
+    config : BuildConfig, optional
+    strategies : sequence of str, optional
+    search : dict of str to SearchReport, optional
+    progress : callable, optional
+
+    Returns
+    -------
+    BuiltEnsemble
+
+    Raises
+    ------
+    ConfigError, SelectionError, CombinerError
+        As :func:`build`.
+    """
+    cfg = config or BuildConfig()
+    say = progress or (lambda _msg: None)
     n_classes = int(np.unique(np.asarray(y_fit)).shape[0])
     candidates = _candidates(cfg, n_classes)
     names = list(candidates)
@@ -352,14 +203,7 @@ def build(
         name = parse_strategy(s).value
         if name not in names and (n_classes <= 2 or not binary_only(parse_strategy(name))):
             names.append(name)
-    Xc = np.asarray(X_cal, dtype=np.float64)
-    yc = np.asarray(y_cal).astype(np.int64)
-    if Xc.ndim != 2 or yc.shape != (Xc.shape[0],):
-        raise ConfigError(f"X_cal must be (n, d) and y_cal (n,), got {Xc.shape} and {yc.shape}")
-
-    specs, search = tune_specs(specs, X_fit, y_fit, budget_s=cfg.search_budget_s,
-                               random_state=cfg.random_state, progress=say)
-    mf = fit_members(specs, X_fit, y_fit, n_folds=cfg.n_folds, random_state=cfg.random_state, progress=say)
+    Xc, yc = _cal_part(X_cal, y_cal)
     fitted: dict[str, EnsembleStrategy] = {}
     failed: dict[str, str] = {}
     for name in names:
@@ -398,6 +242,7 @@ def build(
     strategy_choice = None
     if cfg.strategy == AUTO:
         evidence = {c: val_losses[c] for c in candidates if c in val_losses}
+        parts = {"calibration": slice(0, yc.size)}
         if yc.size < cfg.crossfit_below:
             say("cross-fitting the candidates on the fit part")
             extra = crossfit_losses(list(evidence), mf.P_oof, np.asarray(y_fit), np.asarray(X_fit, dtype=np.float64),
@@ -405,7 +250,9 @@ def build(
                                     calibration=cfg.calibration, random_state=cfg.random_state)
             if len(extra) == len(evidence):  # the same rows for every candidate, or none
                 evidence = {c: np.concatenate([extra[c], v]) for c, v in evidence.items()}
-        strategy_choice = choose_strategy(evidence)
+                n_extra = np.asarray(y_fit).size
+                parts = {"crossfit": slice(0, n_extra), "calibration": slice(n_extra, n_extra + yc.size)}
+        strategy_choice = choose_strategy(evidence, parts)
         default = strategy_choice.chosen
     else:
         default = candidates[0]
@@ -416,5 +263,5 @@ def build(
         strategy_metrics=strategy_metrics, failed_strategies=failed, calibration_split=protocol,
         config=cfg, confidence_measures={k: c.chosen for k, c in confidence_choices.items()},
         confidence_auroc={k: c.scores for k, c in confidence_choices.items()},
-        strategy_choice=strategy_choice, confidence_choices=confidence_choices, search=search,
+        strategy_choice=strategy_choice, confidence_choices=confidence_choices, search=search or {},
     )

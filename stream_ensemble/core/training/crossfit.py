@@ -5,18 +5,25 @@ binary problems map the positive-class probability (``EnsembleCalibrator``), K >
 one temperature (``TemperatureCalibrator``), both fit on the strategy's outputs over the OOF
 rows of the ``fit`` part.
 
-Why cross-fit
--------------
-The served strategy is chosen on the ``calibration`` part (20% of the rows). On a dataset of a
-few hundred rows that is ~100 rows: the paired standard error of two candidates' log loss is
-then as large as the differences being judged, and a noisy pick lost 18% to the best single
-member on one benchmark dataset. :func:`crossfit_losses` adds evidence from the ``fit`` part
-without reusing any row for both fitting and judging: the OOF member predictions are split
-into folds; on each, the strategy (selection, weights, meta-learner) and its calibrator are
-refit on the other folds exactly as ``build`` fits them on all of them, and the held-out
-fold's rows are scored. Each fit-part row thus gets a calibrated log loss from a strategy that
-never saw it, and the choice judges candidates on fit + calibration rows (80% of the data)
-instead of 20%. The test rows of a benchmark are never among them.
+Cross-fitted evidence (off by default)
+-------------------------------------
+The served strategy is chosen on the ``calibration`` part (20% of the rows); on a dataset of
+a few hundred rows that is ~100 rows, and the paired standard error of two candidates' log
+loss is as large as the differences being judged. :func:`crossfit_losses` can add evidence
+from the ``fit`` part without reusing any row for both fitting and judging: the OOF member
+predictions are split into folds; on each, the strategy (selection, weights, meta-learner)
+and its calibrator are refit on the other folds exactly as ``build`` fits them on all of
+them, and the held-out fold's rows are scored (``BuildConfig.crossfit_below``). The test
+rows of a benchmark are never among them.
+
+It is off by default because it judges a different pipeline from the one served: the
+strategy sees two thirds of the OOF rows instead of all, and it is applied to the fold
+models' predictions instead of the refit members'. Pooled with the calibration part (four
+fit-part rows for each calibration row) it trades the calibration part's noise for that
+bias. Measured on six small shared datasets (3 splits each), the lowest loss on the pooled
+evidence served strategies worth a mean +2.6% test log-loss reduction over the best single
+member, the lowest loss on the calibration part alone +11.9%, on the cross-fitted rows alone
++1.5%.
 """
 
 from __future__ import annotations

@@ -129,6 +129,9 @@ def distill(
     say = progress or (lambda _msg: None)
     payload, manifest = registry.load("ensembles", name, version)
     teacher = f"{name}@v{version}"
+    if manifest.get("built_from") == "holdout":  # `ensemble build`: members fit elsewhere, no training data here
+        raise ConfigError(f"{teacher} was built from your own models on a holdout (`ensemble build`); distill "
+                          "needs an ensemble trained by `stream-ensemble train`")
     if data.fingerprint() != manifest.get("data_fingerprint"):
         raise ConfigError(f"the data given ({data.name}, {data.n_rows} rows) is not what {teacher} was trained on "
                           f"({manifest.get('dataset')}); pass its training data with --data")
