@@ -163,6 +163,9 @@ def result(*, cfg: Any, champion: str, challenger: str, description: str, salt: 
         "winner": report["winner"],
         "guardrail_stopped": status.get("status") == "stopped: guardrail" and weights_now.endswith("=0"),
         "outcomes_published_total": published_total,
+        # the last look before the guardrail stopped the challenger: outcomes it needed
+        "guardrail_after_outcomes": ({a: v.get("n") for a, v in history[-1]["arms"].items()} if history else None),
+        "looks": len(history),
         "champion": champion, "challenger": challenger, "challenger_description": description,
         "metric": report["metric"], "alpha": report["alpha"], "comparison": comp,
         "routing": route, "shadow": shadow, "join": join_counts,

@@ -66,6 +66,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"| winner | {r['winner']} | champion |",
         f"| guardrail stopped the challenger | {r['guardrail_stopped']} ({r['experiment_status']}, "
         f"{r['challenger_weights']}; challenger events after the stop: {route['challenger_after_stop']}) | true |",
+        f"| outcomes joined at the last look before the stop | {r['guardrail_after_outcomes']} ({r['looks']} looks) | |",
         "", "| arm | version | n | accuracy | 95% interval | log loss |", "|---|---|---|---|---|---|",
     ]  # fmt: skip
     for arm, a in r["arms"].items():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -119,11 +120,16 @@ def _wait(pred: Callable[[], bool], timeout_s: float, what: str, log: Callable[[
 
 
 def _assigned(proc: Proc, since: int) -> bool:
+    if not proc.alive():  # a worker that refused to start: say why instead of waiting
+        last = (proc.log_text().strip().splitlines() or ["(no log)"])[-1]
+        raise ConfigError(f"bench ab: the {proc.name} exited ({proc.log}): {last[:300]}")
     return proc.log_text().count('"assigned [') > since
 
 
 def run(cfg: ABBenchConfig) -> dict[str, Any]:
     """One run; the JSON-ready result (contract keys first, then details)."""
+    # SIGTERM unwinds like Ctrl-C, so the finally below stops the worker and the faust app
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     s, say = cfg.time_scale, cfg.log
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     for old in ("worker.log", "faust.log"):
