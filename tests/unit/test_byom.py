@@ -196,6 +196,11 @@ def test_build_deployable_version_with_cross_fitted_metrics(owner: dict[str, Any
     run = ens.pool.proba(X, np.ones(3, dtype=bool))
     est, _ = reg_.load("models", "pipe", 1)
     np.testing.assert_allclose(run.proba[:, ens.pool.names.index("pipe")], est.predict_proba(X))
+    one = _cli("ensemble", "build", "mine", "--members", "xgb@v2,pipe@v1,gbm", "--holdout", str(owner["csv"]),
+               "--label", LABEL, "--positive", POSITIVE, "--strategy", "bnb_soft", "--max-members", "1", "--folds", "3",
+               "--registry", str(reg))
+    assert one.exit_code == 0, one.output
+    assert len(reg_.manifest("ensembles", "mine", 2)["selected"]) == 1  # the selection honours --max-members
     listed = orjson.loads(_cli("ensemble", "list", "--json", "--registry", str(reg)).output)
     assert listed[0]["ensemble"] == "mine@v1" and listed[0]["built_from"] == "holdout"
     assert listed[0]["cost"]["ms_per_1k"] == pytest.approx(sum(
