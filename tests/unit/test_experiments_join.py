@@ -128,3 +128,16 @@ def test_early_looks_do_not_decide() -> None:
     c = late["comparisons"]["m@v2"]
     assert c["difference"] > 0 and c["sequential_p_value"] > 0.05 and late["winner"] == "undecided"
     assert c["p_value"] > 0.05  # the pooled variance also keeps the fixed-horizon test honest here
+
+
+def test_arm_intervals_stay_in_the_metric_range() -> None:
+    b = new_bucket()
+    for i in range(500):
+        right = i != 7  # 499 of 500: the normal interval's top is 1.0019
+        apply_score(b, f"e{i}", score_record(_scored(f"e{i}", "champion", 1 if right else 0, 0.99), shadow=False) or {}, 0.0)
+        apply_outcome(b, f"e{i}", 1, 0.0)
+    from stream_ensemble.core.experiments.summary import arm_table
+
+    row = arm_table(merge_stats([b])["stats"]["x"]["arms"]["champion"], 0.05)["ensemble"]
+    assert row["accuracy"]["high"] == 1.0 and 0.99 < row["accuracy"]["low"] < 1.0
+    assert row["brier"]["low"] >= 0.0 and row["log_loss"]["low"] >= 0.0
