@@ -40,6 +40,7 @@ def free_port_block(preferred: int, n: int) -> int:
 
     def free(p: int) -> bool:
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no obstacle
             try:
                 s.bind(("127.0.0.1", p))
             except OSError:
