@@ -110,6 +110,26 @@ def test_skops_file_with_an_untrusted_type_is_refused_unread(owner: dict[str, An
     assert marker.read_text() == "ran"  # the file does run code when its types are trusted: the refusal matters
 
 
+def test_skops_file_naming_a_function_is_refused(owner: dict[str, Any], tmp_path: Path) -> None:
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = owner["holdout"][owner["features"]].to_numpy(), owner["holdout"][LABEL]
+    for func, refused in ((np.sqrt, False), (np.save, True)):  # a ufunc skops trusts; a function it does not
+        pipe = make_pipeline(FunctionTransformer(func, validate=False, check_inverse=False),
+                             LogisticRegression(max_iter=5000))
+        pipe.steps[0][1].fit(X)
+        pipe.steps[1][1].fit(np.sqrt(X), y)
+        sio.dump(pipe, tmp_path / "f.skops")
+        out = _add(tmp_path / "reg", "f", tmp_path / "f.skops", owner["csv"])
+        if refused:
+            assert out.exit_code == 2 and "names functions skops does not trust: numpy.save" in out.output, out.output
+        else:
+            assert out.exit_code == 0, out.output
+
+
 def test_bad_arguments_exit_2_with_one_line(owner: dict[str, Any], tmp_path: Path) -> None:
     reg, csv, paths = tmp_path / "reg", owner["csv"], owner["paths"]
     swapped = owner["features"][1:2] + owner["features"][:1] + owner["features"][2:]
