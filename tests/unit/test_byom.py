@@ -130,6 +130,18 @@ def test_skops_file_naming_a_function_is_refused(owner: dict[str, Any], tmp_path
             assert out.exit_code == 0, out.output
 
 
+def test_boosters_that_do_not_predict_probabilities_are_refused(owner: dict[str, Any], tmp_path: Path) -> None:
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    X, y = owner["holdout"][owner["features"]], (owner["holdout"][LABEL] == POSITIVE).astype(int)
+    xgb.XGBClassifier(n_estimators=5, objective="binary:hinge").fit(X, y).save_model(tmp_path / "hinge.json")
+    lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(X, y).booster_.save_model(str(tmp_path / "reg.txt"))
+    for file, objective in (("hinge.json", "'binary:hinge'"), ("reg.txt", "'regression'")):
+        out = _add(tmp_path / "reg", "b", tmp_path / file, owner["csv"])
+        assert out.exit_code == 2 and f"objective is {objective}, which does not predict probabilities" in out.output
+
+
 def test_bad_arguments_exit_2_with_one_line(owner: dict[str, Any], tmp_path: Path) -> None:
     reg, csv, paths = tmp_path / "reg", owner["csv"], owner["paths"]
     swapped = owner["features"][1:2] + owner["features"][:1] + owner["features"][2:]
@@ -184,6 +196,11 @@ def test_build_deployable_version_with_cross_fitted_metrics(owner: dict[str, Any
     run = ens.pool.proba(X, np.ones(3, dtype=bool))
     est, _ = reg_.load("models", "pipe", 1)
     np.testing.assert_allclose(run.proba[:, ens.pool.names.index("pipe")], est.predict_proba(X))
+    one = _cli("ensemble", "build", "mine", "--members", "xgb@v2,pipe@v1,gbm", "--holdout", str(owner["csv"]),
+               "--label", LABEL, "--positive", POSITIVE, "--strategy", "bnb_soft", "--max-members", "1", "--folds", "3",
+               "--registry", str(reg))
+    assert one.exit_code == 0, one.output
+    assert len(reg_.manifest("ensembles", "mine", 2)["selected"]) == 1  # the selection honours --max-members
     listed = orjson.loads(_cli("ensemble", "list", "--json", "--registry", str(reg)).output)
     assert listed[0]["ensemble"] == "mine@v1" and listed[0]["built_from"] == "holdout"
     assert listed[0]["cost"]["ms_per_1k"] == pytest.approx(sum(

@@ -36,6 +36,9 @@ from stream_ensemble.errors import ConfigError
 
 #: Model file formats ``models add`` reads, by file-name ending.
 FORMATS = {".skops": "skops", ".json": "xgboost", ".ubj": "xgboost", ".txt": "lightgbm", ".lgb": "lightgbm"}
+#: Booster objectives whose predictions are class probabilities.
+PROBABILITY_OBJECTIVES = {"xgboost": ("binary:logistic", "multi:softprob"),
+                          "lightgbm": ("binary", "multiclass", "multiclassova")}
 #: Top-level modules whose types a user's skops file may contain.
 TRUSTED_MODULES = ("numpy", "scipy", "sklearn")
 
@@ -122,6 +125,15 @@ def _is_class(path: str) -> bool:
         return False
 
 
+def _objective(booster: Any, fmt: str) -> str:
+    """The training objective a booster file records (XGBoost's config, LightGBM's model header)."""
+    if fmt == "xgboost":
+        import json
+
+        return str(json.loads(booster.save_config())["learner"]["objective"]["name"])
+    return str(booster.dump_model(num_iteration=0).get("objective", "")).split(" ")[0]
+
+
 def _load_booster(path: Path, fmt: str) -> Any:
     booster: Any
     try:
@@ -138,6 +150,10 @@ def _load_booster(path: Path, fmt: str) -> Any:
             member = LightGBMMember()
     except Exception as exc:  # the libraries raise their own error types on a bad file
         raise ConfigError(f"cannot load {path.name} as a {fmt} model: {one_line(exc)}") from exc
+    objective = _objective(booster, fmt)
+    if objective not in PROBABILITY_OBJECTIVES[fmt]:
+        raise ConfigError(f"{path.name}: the {fmt} objective is {objective!r}, which does not predict probabilities; "
+                          f"models add takes {' or '.join(PROBABILITY_OBJECTIVES[fmt])}")
     member.booster_ = booster
     member.best_iteration_ = int(booster.num_boosted_rounds() if fmt == "xgboost" else booster.current_iteration())
     return member
