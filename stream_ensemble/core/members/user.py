@@ -4,8 +4,9 @@ Three formats, none of which runs code when read:
 
 * ``skops`` -- a scikit-learn estimator or pipeline saved with ``skops.io.dump``. Before
   loading, :func:`skops.io.get_untrusted_types` lists every type the file would build that
-  skops does not trust by default; any type outside numpy, scipy and scikit-learn is refused
-  (the file is never loaded), the rest are passed as ``trusted``.
+  skops does not trust by default; any type outside the registry's explicit list
+  (:data:`~stream_ensemble.core.registry.formats.TRUSTED_TYPES`) is refused (the file is
+  never loaded).
 * ``xgboost`` -- a Booster saved with ``save_model`` (``.json`` or ``.ubj``), served as a fitted
   :class:`~stream_ensemble.core.members.boosters.XGBoostMember`.
 * ``lightgbm`` -- a Booster's text model (``save_model``, ``.txt``), served as a fitted
@@ -31,12 +32,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from stream_ensemble.core.members.boosters import LightGBMMember, XGBoostMember
+from stream_ensemble.core.registry.formats import TRUSTED_TYPES
 from stream_ensemble.errors import ConfigError
 
 #: Model file formats ``models add`` reads, by file-name ending.
 FORMATS = {".skops": "skops", ".json": "xgboost", ".ubj": "xgboost", ".txt": "lightgbm", ".lgb": "lightgbm"}
-#: Top-level modules whose types a user's skops file may contain.
-TRUSTED_MODULES = ("numpy", "scipy", "sklearn")
 
 
 class ClassColumns(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -94,12 +94,14 @@ def _load_skops(path: Path) -> Any:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # not a zip, not a skops schema...
         raise ConfigError(f"cannot read {path.name} as a skops file: {one_line(exc)}") from exc
-    refused = [t for t in untrusted if t.split(".", 1)[0] not in TRUSTED_MODULES]
+    # The registry's explicit list, not "anything under numpy/scipy/sklearn": skops calls a
+    # trusted name with the file's arguments, and numpy.load(f, None, True) unpickles.
+    refused = [t for t in untrusted if t not in TRUSTED_TYPES]
     if refused:
-        raise ConfigError(f"refusing {path.name}: it contains types outside {', '.join(TRUSTED_MODULES)}: "
-                          f"{', '.join(sorted(refused)[:5])} (not loaded)")
+        raise ConfigError(f"refusing {path.name}: it contains types outside skops' defaults and the registry's "
+                          f"trusted list: {', '.join(sorted(refused)[:5])} (not loaded)")
     try:
-        return sio.load(path, trusted=untrusted)
+        return sio.load(path, trusted=list(TRUSTED_TYPES))
     except Exception as exc:
         raise ConfigError(f"cannot load {path.name} with skops: {one_line(exc)}") from exc
 
