@@ -93,7 +93,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
                  extra={"event": "metrics", "port": probes.port})
     reg = Registry(cfg.worker.registry)
     reg.manifest("ensembles", cfg.worker.ensemble, ensemble_version)  # a missing ensemble is a clear error before Redis
-    client = connect(cfg.redis)
+    client = connect(cfg.redis, advisory=True)  # Redis down at start: serve without it, flagged
     deploys = RedisDeployStore(client, cfg.redis.key_prefix, cfg.worker.ensemble)
     ens = _first_version(reg, cfg.worker.ensemble, ensemble_version, deploys)
     metrics.info.info(_build_info(ens))

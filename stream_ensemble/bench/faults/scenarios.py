@@ -167,7 +167,9 @@ def _faulty_registry(ctx: Context, dst: Path, member: str, mode: str) -> Path:
     reg = Registry(dst)
     payload, manifest = reg.load("ensembles", "default")
     tags = list(manifest["members"])
-    tag = next(t for t in tags if t.rpartition("@v")[0] == member)
+    # ``member`` is a tag (``name@vN``, as scored events list them) or a bare name
+    tag = next(t for t in tags if member in (t, t.rpartition("@v")[0]))
+    member = tag.rpartition("@v")[0]
     est, mm = reg.load("models", member, int(tag.rpartition("@v")[2]))
     keep = {k: v for k, v in mm.items() if k not in ("id", "version", "sha256", "created_at", "artifact")}
     # A test double no safe format holds: pickled, and the run's workers get --trust-pickle.

@@ -4,9 +4,9 @@ Three formats, none of which runs code when read:
 
 * ``skops`` -- a scikit-learn estimator or pipeline saved with ``skops.io.dump``. Before
   loading, :func:`skops.io.get_untrusted_types` lists every type the file would build that
-  skops does not trust by default; any type outside the registry's explicit list
-  (:data:`~stream_ensemble.core.registry.formats.TRUSTED_TYPES`) is refused (the file is
-  never loaded).
+  skops does not trust by default; any type or function outside the registry's explicit
+  list of classes (:data:`~stream_ensemble.core.registry.formats.TRUSTED_TYPES`) is refused
+  (the file is never loaded).
 * ``xgboost`` -- a Booster saved with ``save_model`` (``.json`` or ``.ubj``), served as a fitted
   :class:`~stream_ensemble.core.members.boosters.XGBoostMember`.
 * ``lightgbm`` -- a Booster's text model (``save_model``, ``.txt``), served as a fitted
@@ -37,6 +37,9 @@ from stream_ensemble.errors import ConfigError
 
 #: Model file formats ``models add`` reads, by file-name ending.
 FORMATS = {".skops": "skops", ".json": "xgboost", ".ubj": "xgboost", ".txt": "lightgbm", ".lgb": "lightgbm"}
+#: Booster objectives whose predictions are class probabilities.
+PROBABILITY_OBJECTIVES = {"xgboost": ("binary:logistic", "multi:softprob"),
+                          "lightgbm": ("binary", "multiclass", "multiclassova")}
 
 
 class ClassColumns(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -94,8 +97,10 @@ def _load_skops(path: Path) -> Any:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # not a zip, not a skops schema...
         raise ConfigError(f"cannot read {path.name} as a skops file: {one_line(exc)}") from exc
-    # The registry's explicit list, not "anything under numpy/scipy/sklearn": skops calls a
-    # trusted name with the file's arguments, and numpy.load(f, None, True) unpickles.
+    # The registry's explicit list (classes only), not "anything under numpy/scipy/sklearn": skops
+    # builds a trusted name by calling it with the file's arguments (numpy.load(f, None, True)
+    # unpickles), and a function it holds (FunctionTransformer(func=numpy.save)) would be called
+    # at predict time. Checked by name: nothing the file names is imported before it is trusted.
     refused = [t for t in untrusted if t not in TRUSTED_TYPES]
     if refused:
         raise ConfigError(f"refusing {path.name}: it contains types outside skops' defaults and the registry's "
@@ -104,6 +109,15 @@ def _load_skops(path: Path) -> Any:
         return sio.load(path, trusted=list(TRUSTED_TYPES))
     except Exception as exc:
         raise ConfigError(f"cannot load {path.name} with skops: {one_line(exc)}") from exc
+
+
+def _objective(booster: Any, fmt: str) -> str:
+    """The training objective a booster file records (XGBoost's config, LightGBM's model header)."""
+    if fmt == "xgboost":
+        import json
+
+        return str(json.loads(booster.save_config())["learner"]["objective"]["name"])
+    return str(booster.dump_model(num_iteration=0).get("objective", "")).split(" ")[0]
 
 
 def _load_booster(path: Path, fmt: str) -> Any:
@@ -122,6 +136,10 @@ def _load_booster(path: Path, fmt: str) -> Any:
             member = LightGBMMember()
     except Exception as exc:  # the libraries raise their own error types on a bad file
         raise ConfigError(f"cannot load {path.name} as a {fmt} model: {one_line(exc)}") from exc
+    objective = _objective(booster, fmt)
+    if objective not in PROBABILITY_OBJECTIVES[fmt]:
+        raise ConfigError(f"{path.name}: the {fmt} objective is {objective!r}, which does not predict probabilities; "
+                          f"models add takes {' or '.join(PROBABILITY_OBJECTIVES[fmt])}")
     member.booster_ = booster
     member.best_iteration_ = int(booster.num_boosted_rounds() if fmt == "xgboost" else booster.current_iteration())
     return member
