@@ -31,6 +31,10 @@ from stream_ensemble.types import BatchResult, DeadLetter, RawMessage, Undeliver
 
 log = logging.getLogger("stream_ensemble.worker")
 
+#: Longest single wait for acknowledgements before the worker checks its stop flag and ticks
+#: its liveness probe again (the outage itself is waited out, however long).
+OUTAGE_ATTEMPT_S = 5.0
+
 
 @dataclass
 class WorkerStats:
@@ -150,25 +154,50 @@ class Worker:
     def settle(self, asynchronous: bool = True) -> None:
         """Wait for the in-flight batch's acknowledgements, then commit its offsets.
 
+        A broker outage is waited out, however long: the outputs stay queued in the producer
+        (retriable failures are sent again), the wait is logged once when it starts and once
+        when the broker answers again (``event: broker``), the observer keeps ticking (the
+        liveness probe stays green) and nothing is committed until every output is
+        acknowledged.
+
         Raises
         ------
         KafkaAdapterError
-            An output was not acknowledged: nothing of that batch is committed (it is
-            re-read after restart), and the worker must stop.
+            Only when a stop was requested and outputs stayed unacknowledged for
+            ``delivery_timeout_s``: nothing of that batch is committed (it is re-read after
+            restart).
         """
         if self._in_flight is None:
             return
         messages, result, handle_s, started = self._in_flight
-        try:
-            refused = self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
-            while refused:  # re-routed outputs are confirmed before the commit, like the rest
-                self._reroute(refused, messages, result)
-                refused = self.sink.flush_and_confirm(self.cfg.delivery_timeout_s)
-        except KafkaAdapterError as exc:
-            # A batch polled after this one may be scored but unsent: refuse to go on, so
-            # nothing after the unacknowledged batch is committed (all is re-read on restart).
-            self._failed = exc
-            raise
+        attempt_s = min(self.cfg.delivery_timeout_s, OUTAGE_ATTEMPT_S)
+        waiting_since: float | None = None
+        backoff = 0.1
+        while True:
+            try:
+                refused = self.sink.flush_and_confirm(attempt_s)
+                while refused:  # re-routed outputs are confirmed before the commit, like the rest
+                    self._reroute(refused, messages, result)
+                    refused = self.sink.flush_and_confirm(attempt_s)
+                break
+            except KafkaAdapterError as exc:
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    log.warning("outputs unacknowledged, waiting for the broker (nothing is committed meanwhile): %s", exc,
+                                extra={"event": "broker", "state": "down", "reason": str(exc)})
+                if self._stop.is_set() and time.monotonic() - waiting_since + attempt_s >= self.cfg.delivery_timeout_s:
+                    # A batch polled after this one may be scored but unsent: refuse to go on,
+                    # so nothing after the unacknowledged batch is committed (all is re-read).
+                    self._failed = exc
+                    raise
+                if self.observer is not None:
+                    self.observer.tick()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        if waiting_since is not None:
+            waited = time.monotonic() - waiting_since
+            log.info("broker acknowledged the outputs again after %.1f s", waited,
+                     extra={"event": "broker", "state": "up", "waited_s": round(waited, 1)})
         self._in_flight = None
         self._dlq_sent = {}
         try:

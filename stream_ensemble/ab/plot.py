@@ -15,6 +15,14 @@ def plot_history(history: list[dict[str, Any]], report: dict[str, Any], path: Pa
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=False)
+    draw_history(top, bottom, history, report)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def draw_history(top: Any, bottom: Any, history: list[dict[str, Any]], report: dict[str, Any]) -> None:
+    """The two panels of :func:`plot_history` on given matplotlib axes (``bench ab`` adds its own)."""
     metric = report["metric"]
     for arm in report["arms"]:
         pts = [(h["arms"][arm]["n"], h["arms"][arm].get("mean"), h["arms"][arm].get("low"), h["arms"][arm].get("high"))
@@ -47,6 +55,3 @@ def plot_history(history: list[dict[str, Any]], report: dict[str, Any], path: Pa
     bottom.set_xlabel("challenger outcomes joined")
     bottom.set_ylabel(f"difference in {metric}")
     bottom.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -32,23 +32,58 @@ log = logging.getLogger("stream_ensemble.redis")
 RedisClient: TypeAlias = "redis.Redis | RedisCluster"
 
 
-def connect(cfg: RedisConfig) -> RedisClient:
+class _Outage:
+    """Logs a Redis outage once when it starts and once when it ends (``event: redis``).
+
+    The cache and the health reads of one process share it, so an outage of any length is
+    two log lines, not one per batch.
+    """
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("Redis unreachable (%s): scoring without the cache, with the last known health: %s", what, exc,
+                        extra={"event": "redis", "state": "down", "reason": str(exc)})
+
+    def ok(self) -> None:
+        if self.down_since is not None:
+            down_s = time.monotonic() - self.down_since
+            self.down_since = None
+            log.info("Redis reachable again after %.1f s", down_s,
+                     extra={"event": "redis", "state": "up", "down_s": round(down_s, 1)})
+
+
+OUTAGE = _Outage()
+
+
+def connect(cfg: RedisConfig, advisory: bool = False) -> RedisClient:
     """A client for ``cfg.url``, checked with PING.
 
     ``redis://`` / ``rediss://`` / ``unix://`` give a plain client; ``redis+cluster://host:port``
     a Redis Cluster client (any node as the seed; slots discovered); ``redis+sentinel://h:26379
     [,h2:26379]/<service>[/db]`` the current primary of ``service`` through the sentinels.
 
+    ``advisory=True`` (the worker: Redis is advisory) returns the client even when the server
+    does not answer yet; redis-py connects on the next command, and the outage is logged once.
+
     Raises
     ------
     RedisAdapterError
-        The server does not answer.
+        The server does not answer (and not ``advisory``), or the URL cannot make a client.
     """
     try:
         client = _client(cfg)
-        client.ping()
     except redis.RedisError as exc:
         raise RedisAdapterError(f"Redis at {redact_url(cfg.url)} is not reachable: {exc}") from exc
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if not advisory:
+            raise RedisAdapterError(f"Redis at {redact_url(cfg.url)} is not reachable: {exc}") from exc
+        OUTAGE.failed(f"at start, {redact_url(cfg.url)}", exc)
     return client
 
 
@@ -102,12 +137,16 @@ class RedisCache:
         try:
             if isinstance(self.client, RedisCluster):
                 # cache keys spread over the slots on purpose (no hash tag): one MGET per node
-                return list(self.client.mget_nonatomic(keys))
-            return list(self.client.mget(keys))  # type: ignore[arg-type]
+                values = list(self.client.mget_nonatomic(keys))
+                OUTAGE.ok()
+                return values
+            values = list(self.client.mget(keys))
         except redis.RedisError as exc:
             self.errors += 1
-            log.warning("cache read failed, scoring without cache: %s", exc)
+            OUTAGE.failed("cache read", exc)
             return [None] * len(keys)
+        OUTAGE.ok()
+        return values
 
     def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:
         """Store values with a TTL (failures are logged and counted)."""
@@ -123,7 +162,7 @@ class RedisCache:
             pipe.execute()
         except redis.RedisError as exc:
             self.errors += 1
-            log.warning("cache write failed: %s", exc)
+            OUTAGE.failed("cache write", exc)
 
 
 class RedisHealthStore:
@@ -140,6 +179,9 @@ class RedisHealthStore:
         self._down: frozenset[str] = frozenset()
         self._read_at = float("-inf")
         self.errors = 0
+        #: False until the health hash was read once: with Redis down at start the marks are
+        #: unknown and scored events say so (``degraded_reason: health_unknown``).
+        self.known = False
 
     def down(self) -> frozenset[str]:
         """Member names / tags whose value is ``down``."""
@@ -152,9 +194,11 @@ class RedisHealthStore:
                     log.info("health changed: down %s", sorted(down) or "none",
                              extra={"event": "health", "down": sorted(down), "was_down": sorted(self._down)})
                 self._down = down
+                self.known = True
+                OUTAGE.ok()
             except redis.RedisError as exc:
                 self.errors += 1
-                log.warning("health read failed, keeping last known state: %s", exc)
+                OUTAGE.failed("health read", exc)
             self._read_at = now
         return self._down
 

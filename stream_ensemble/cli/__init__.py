@@ -21,6 +21,7 @@ from stream_ensemble.cli.distill import distill
 from stream_ensemble.cli.ensemble import ensemble
 from stream_ensemble.cli.health import health
 from stream_ensemble.cli.models import models
+from stream_ensemble.cli.registry import registry, trust_pickle_option
 from stream_ensemble.cli.serve import serve
 from stream_ensemble.cli.status import status
 from stream_ensemble.cli.topics import topics
@@ -37,6 +38,7 @@ from stream_ensemble.cli.train import train
               envvar="SE_LOG_FORMAT", show_envvar=True, help="json: every line on stderr is one JSON object.")
 @click.option("--debug", is_flag=True, envvar="SE_DEBUG", show_envvar=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="stream-ensemble")
+@trust_pickle_option
 @click.pass_context
 def main(ctx: click.Context, config_file: Path | None, log_level: str, log_format: str, debug: bool) -> None:
     """Serve a selected, calibrated ensemble of many models on a Kafka stream.
@@ -48,7 +50,8 @@ def main(ctx: click.Context, config_file: Path | None, log_level: str, log_forma
     setup_logging(log_level, log_format)
 
 
-for command in (train, distill, models, ensemble, serve, status, topics, health, deploy, ab, demo, produce_demo, datasets):
+for command in (train, distill, models, ensemble, serve, status, topics, health, deploy, ab, demo, produce_demo, datasets,
+                registry):
     main.add_command(command)
 
 

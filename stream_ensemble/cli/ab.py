@@ -103,33 +103,6 @@ def ab_stop(ctx: click.Context, ensemble: str, redis_url: str | None, key_prefix
     click.echo(f"{ensemble}: stopped")
 
 
-def _table(rep: dict[str, Any]) -> str:
-    metric = rep["metric"]
-    lines = [f"experiment {rep['experiment']} ({rep['mode']}, {rep['status']}), metric {metric}, alpha {rep['alpha']}"]
-    lines.append(f"{'arm':<22}{'version':<16}{'n':>8}  {metric:>9}  {'interval':<19}{'log_loss':>9}{'brier':>8}{'ECE':>7}")
-    for arm, a in rep["arms"].items():
-        e = a["members"].get("ensemble")
-        if e is None:
-            lines.append(f"{arm:<22}{a['version']:<16}{0:>8}  (no outcome joined yet)")
-            continue
-        m = e[metric]
-
-        def f(x: Any) -> str:
-            return "   -   " if x is None else f"{x:.4f}"
-        lines.append(f"{arm:<22}{a['version']:<16}{a['n']:>8}  {f(m['mean']):>9}  [{f(m['low'])}, {f(m['high'])}]  "
-                     f"{f(e['log_loss']['mean']):>9}{f(e['brier']['mean']):>8}{f(e['calibration_error']):>7}")
-    for arm, c in rep["comparisons"].items():
-        def g(x: Any) -> str:
-            return "-" if x is None else f"{x:+.4f}"
-        lines.append(f"{arm} - champion ({'paired' if c['paired'] else 'independent'}, n={c['n']}): {g(c['difference'])} "
-                     f"fixed [{g(c['low'])}, {g(c['high'])}] p={c['p_value']:.3g}; anytime CS [{g(c['cs_low'])}, "
-                     f"{g(c['cs_high'])}] sequential p={c['sequential_p_value']:.3g}; guardrail {c['guardrail']}")
-    j = rep.get("join", {})
-    lines.append("join: " + ", ".join(f"{k} {v}" for k, v in sorted(j.items())) if j else "join: (no counts yet)")
-    lines.append(f"winner: {rep['winner']}")
-    return "\n".join(lines)
-
-
 @ab.command("status")
 @click.argument("ensemble", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
@@ -177,7 +150,9 @@ def ab_report(ctx: click.Context, ensemble: str, out: Path | None, redis_url: st
                       ab__alpha=alpha, ab__min_outcomes=min_outcomes)
     store = _store(cfg)
     rep = report(store, ensemble, cfg.ab)
-    text = _table(rep)
+    from stream_ensemble.ab.table import render_table
+
+    text = render_table(rep)
     click.echo(text)
     if out is not None:
         from stream_ensemble.ab.plot import plot_history

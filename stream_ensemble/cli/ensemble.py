@@ -8,6 +8,7 @@ stream-ensemble ensemble list --json
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 
 from stream_ensemble.cli.common import pin_threads, setting_option
 from stream_ensemble.cli.models import all_manifests, emit_json, fmt, fmt_, load_holdout, manifest_of, registry_root
+from stream_ensemble.cli.train import build_config
 from stream_ensemble.errors import ConfigError
 
 
@@ -33,6 +35,9 @@ def ensemble() -> None:
 @click.option("--positive", default=None, help="Positive class value (as at `models add`).")
 @click.option("--strategy", default="auto", show_default=True,
               help="Served strategy: auto (chosen on the holdout) or a strategy name (see `train --help`).")
+@click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Latency budget of the selection: total member cost, ms per 1,000 rows (as measured at models add).")
+@click.option("--max-members", type=click.IntRange(1, 1000), default=None, help="At most this many members selected.")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2),
               help="Folds of the cross-fitted metrics.")
 @click.option("--alpha", default=0.1, show_default=True, type=float, help="Miscoverage of the prediction sets.")
@@ -41,7 +46,8 @@ def ensemble() -> None:
 @setting_option("worker.registry")
 @click.pass_context
 def build(ctx: click.Context, name: str, members: str, holdout: Path, label: str, positive: str | None, strategy: str,
-          folds: int, alpha: float, seed: int, as_json: bool, registry: Path | None) -> None:
+          budget_ms: float | None, max_members: int | None, folds: int, alpha: float, seed: int, as_json: bool,
+          registry: Path | None) -> None:
     """Fit an ensemble of MEMBERS on the holdout and register it as the next version of NAME.
 
     Then `stream-ensemble deploy NAME@vN` serves it live.
@@ -56,7 +62,7 @@ def build(ctx: click.Context, name: str, members: str, holdout: Path, label: str
         raise ConfigError("--members is empty; give a@v1,b@v2")
     root = registry_root(ctx, registry)
     data = load_holdout(holdout, label, positive)
-    cfg = BuildConfig(strategy=strategy, conformal_alpha=alpha, random_state=seed)
+    cfg = replace(build_config(BuildConfig, strategy, budget_ms, max_members, seed), conformal_alpha=alpha)
     say = (lambda msg: None) if as_json else (lambda msg: click.echo(msg, err=True))
     result = build_ensemble(Registry(root), name, tags, data, config=cfg, folds=folds, progress=say)
     s = result.summary

@@ -50,9 +50,11 @@ def _feature_list(features: str | None, features_from: Path | None, label: str) 
     assert features_from is not None
     if not features_from.is_file():
         raise ConfigError(f"--features-from file not found: {features_from}")
-    with features_from.open(encoding="utf-8") as fh:
-        header = fh.readline()
-    return [c.strip() for c in header.strip().split(",") if c.strip() and c.strip() != label]
+    import csv
+
+    with features_from.open(encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh), [])  # quoted names may hold commas
+    return [c.strip() for c in header if c.strip() and c.strip() != label]
 
 
 def _show_tag(tag: str) -> tuple[str, int | None]:
@@ -96,9 +98,11 @@ def models() -> None:
 @models.command("add")
 @click.argument("name")
 @click.option("--file", "file_", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              envvar="SE_MODELS_ADD_FILE",
               help="The fitted model: scikit-learn estimator/pipeline saved with skops.io.dump (.skops), "
                    "XGBoost save_model (.json/.ubj) or LightGBM Booster.save_model (.txt).")
 @click.option("--format", "model_format", type=click.Choice(["skops", "xgboost", "lightgbm"]), default=None,
+              envvar="SE_MODELS_ADD_FORMAT",
               help="Model file format (default: from the extension).")
 @click.option("--features", default=None, help="The model's input columns in its order, comma-separated.")
 @click.option("--features-from", type=click.Path(dir_okay=False, path_type=Path), default=None,

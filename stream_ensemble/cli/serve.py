@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from stream_ensemble.cli.common import config_from, pin_threads, setting_option
+from stream_ensemble.cli.registry import trust_pickle_option
 from stream_ensemble.config import redacted
 
 log = logging.getLogger("stream_ensemble")
@@ -42,6 +43,7 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("ab.shadow_topic")
 @setting_option("ab.refresh_s", type=click.FloatRange(min=0.01, max=1.0))
 @click.option("--max-idle", type=float, default=None, help="Exit after this many idle seconds (default: run until SIGTERM).")
+@trust_pickle_option
 @click.pass_context
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
@@ -91,7 +93,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
                  extra={"event": "metrics", "port": probes.port})
     reg = Registry(cfg.worker.registry)
     reg.manifest("ensembles", cfg.worker.ensemble, ensemble_version)  # a missing ensemble is a clear error before Redis
-    client = connect(cfg.redis)
+    client = connect(cfg.redis, advisory=True)  # Redis down at start: serve without it, flagged
     deploys = RedisDeployStore(client, cfg.redis.key_prefix, cfg.worker.ensemble)
     ens = _first_version(reg, cfg.worker.ensemble, ensemble_version, deploys)
     metrics.info.info(_build_info(ens))

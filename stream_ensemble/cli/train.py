@@ -55,7 +55,7 @@ def train(ctx: click.Context, registry: Path | None, ensemble: str | None, datas
         ds = datamod.load_bundled(dataset)
     specs = make_pool(pool, random_state=seed, **({"n_models": pool_size} if pool == "large" else {}))
     try:
-        config = _build_config(BuildConfig, strategy, budget_ms, max_members, seed, search_budget_s)
+        config = build_config(BuildConfig, strategy, budget_ms, max_members, seed, search_budget_s)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"training {len(specs)} members on {ds.name}: {ds.n_rows} rows, "
@@ -81,7 +81,7 @@ def train(ctx: click.Context, registry: Path | None, ensemble: str | None, datas
                    f"{m['cost_ms_per_1k']:>12.2f}")
 
 
-def _build_config(cls: Any, strategy: str | None, budget_ms: float | None, max_members: int | None, seed: int,
+def build_config(cls: Any, strategy: str | None, budget_ms: float | None, max_members: int | None, seed: int,
                   search_budget_s: float | None = None) -> Any:
     import dataclasses
 

@@ -10,7 +10,9 @@ its ``degraded_reason`` names why (first that applies, in this order):
   [0, 1]);
 * ``breaker_open``: its circuit breaker is open (skipped without a call);
 * ``prior_only`` (overrides the others): no member at all produced an output for the row (a
-  poison row every member rejects, every member down...): the score is the class prior.
+  poison row every member rejects, every member down...): the score is the class prior;
+* ``health_unknown`` (only when nothing else applies): the health marks could not be read
+  yet (Redis down since the worker started), so the "healthy selection" is a guess.
 
 The fallback chain (README, Faults): members skipped by their breaker or busy leave the batch
 before it runs, and the strategy re-selects among the rest; a member that fails on the whole
@@ -32,10 +34,10 @@ from stream_ensemble.core.members.guard import BREAKER_OPEN, MEMBER_ERROR, MEMBE
 from stream_ensemble.core.members.pool import ModelPool, PoolRun
 from stream_ensemble.types import Mask, Matrix
 
-PRIOR_ONLY = "prior_only"
+PRIOR_ONLY, HEALTH_UNKNOWN = "prior_only", "health_unknown"
 #: ``DEGRADED_REASONS[code]`` is the reason of a row's integer code (-1: not degraded);
 #: the order is the precedence when several apply.
-DEGRADED_REASONS: tuple[str, ...] = (MEMBER_TIMEOUT, MEMBER_ERROR, BREAKER_OPEN, PRIOR_ONLY)
+DEGRADED_REASONS: tuple[str, ...] = (MEMBER_TIMEOUT, MEMBER_ERROR, BREAKER_OPEN, PRIOR_ONLY, HEALTH_UNKNOWN)
 NOT_DEGRADED = -1
 
 
@@ -80,7 +82,7 @@ def guarded_run(pool: ModelPool, strategy: Any, tags: list[str], X: Matrix, heal
     base = np.asarray(strategy.required_members(healthy), dtype=bool)
     if guard is None:
         return GuardedRun(pool.proba(X, base), base.copy(), base)
-    skipped = guard.skipped(tags, pool.names, healthy.tolist())
+    skipped = guard.skipped(tags, healthy.tolist())
     effective = healthy.copy()
     for j, why in skipped.items():
         effective[j] = False

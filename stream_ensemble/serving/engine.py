@@ -22,7 +22,7 @@ from stream_ensemble.core.members.guard import MemberGuard
 from stream_ensemble.ports import HealthStore, PredictionCache
 from stream_ensemble.serving.body_bytes import encode_bodies
 from stream_ensemble.serving.codec import DecodeError, decode_event, schema_version_for
-from stream_ensemble.serving.degraded import DEGRADED_REASONS, PRIOR_ONLY
+from stream_ensemble.serving.degraded import DEGRADED_REASONS, HEALTH_UNKNOWN, PRIOR_ONLY
 from stream_ensemble.serving.ensemble import ScoreBatch, ServingEnsemble
 from stream_ensemble.types import BatchResult, DeadLetter, Event, RawMessage
 
@@ -227,6 +227,8 @@ class ScoringService:
             reason = f"scoring failed: {type(exc).__name__}: {exc}"
             rejected.update({positions[r]: (reason, "scoring_error") for r in ok_rows})
             return {}, rejected, {}
+        if not getattr(self.health, "known", True):  # Redis down since start: marks unknown
+            batch.degraded[batch.degraded < 0] = DEGRADED_REASONS.index(HEALTH_UNKNOWN)
         codes = batch.degraded.tolist()
         degraded = {positions[r]: DEGRADED_REASONS[c] for r, c in zip(ok_rows, codes) if c >= 0}
         bodies = {positions[r]: body for r, body in zip(ok_rows, self._bodies(batch))}

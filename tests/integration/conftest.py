@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,26 @@ BOOTSTRAP = os.environ.get("SE_TEST_BOOTSTRAP") or f"127.0.0.1:{KAFKA_PORT}"
 # A dedicated Redis database so tests never touch an operator's keys in db 0.
 REDIS_URL = os.environ.get("SE_TEST_REDIS_URL") or f"redis://127.0.0.1:{REDIS_PORT}/15"
 CONNECT_TIMEOUT_S = float(os.environ.get("SE_TEST_CONNECT_TIMEOUT", "10"))
+
+
+def free_port_block(preferred: int, n: int) -> int:
+    """``preferred`` when its ``n`` consecutive ports can be bound on 127.0.0.1, else the first such block
+    from 20000 up (below Linux's ephemeral range 32768-60999, where an outgoing connection of any
+    process may hold a port by chance: CI once lost a Redis Cluster node to that)."""
+
+    def free(p: int) -> bool:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no obstacle
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+        return True
+
+    for start in (preferred, *range(20000, 32000, 10)):
+        if all(free(start + k) for k in range(n)):
+            return start
+    raise RuntimeError(f"no {n} free consecutive ports near {preferred} or in 20000-32000")
 
 
 def _unreachable(what: str, exc: BaseException) -> None:

@@ -48,7 +48,8 @@ def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]], ts: f
     """Produce with an explicit timestamp: the join's clock is event time, so the test sets it."""
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    # lz4 as the worker's producer compresses: aiokafka decodes it only with cramjam (aiokafka[lz4])
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
     for key, value in values:
         p.produce(topic, key=key, value=value, timestamp=int(ts * 1000))
     assert p.flush(30) == 0

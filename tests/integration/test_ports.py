@@ -48,6 +48,12 @@ def test_make_demo_follows_kafka_port_and_redis_port(servers: dict[str, str], re
         assert f"redis 127.0.0.1:{redis_port} (started)" in proc.stdout
         summary = orjson.loads(proc.stdout.strip().splitlines()[-1])
         assert summary["lost"] == 0 and summary["scored"] == 120 and summary["dead_lettered"] == 6
+        # the demo's experiment: every scored event's outcome joined to its arm; 120 outcomes are
+        # under the 200 a look needs, so the winner must still be undecided
+        assert set(summary["arms"]) == {"champion", "demo-challenger@v1"}
+        assert sum(summary["arms"].values()) == 120 and summary["arms"]["demo-challenger@v1"] > 0
+        assert summary["winner"] == "undecided"
+        assert "== the experiment (120 outcomes published, 120 joined)" in proc.stdout
         fresh = redis.Redis(port=redis_port)
         assert list(fresh.scan_iter(match="se:cache:*", count=1000)), "the demo's worker did not cache in the Redis on REDIS_PORT"
     finally:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from redis.cluster import RedisCluster
 
-from .conftest import Topics, collect, event, produce
+from .conftest import Topics, collect, event, free_port_block, produce
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = os.environ.get("REDIS_CLUSTER_PORT", "7000")
+    port = str(free_port_block(int(os.environ.get("REDIS_CLUSTER_PORT", "7000")), 3))
     env = {**os.environ, "REDIS_CLUSTER_PORT": port, "REDIS_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster"))}
     script = ["bash", str(REPO / "ops" / "redis-cluster.sh")]
     already = subprocess.run([*script, "status"], env=env, capture_output=True).returncode == 0

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import redis
 
-from .conftest import Topics, collect, event, produce
+from .conftest import Topics, collect, event, free_port_block, produce
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ SCRIPT = ["bash", str(REPO / "ops" / "redis-sentinel.sh")]
 
 @pytest.fixture(scope="module")
 def sentinel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    port = os.environ.get("REDIS_SENTINEL_PORT", "7100")
+    port = str(free_port_block(int(os.environ.get("REDIS_SENTINEL_PORT", "7100")), 3))
     env = {**os.environ, "REDIS_SENTINEL_PORT": port, "REDIS_SENTINEL_DIR": str(tmp_path_factory.mktemp("sentinel"))}
     started = subprocess.run([*SCRIPT, "start"], env=env, capture_output=True, text=True, timeout=60)
     if started.returncode != 0:

@@ -110,6 +110,38 @@ def test_skops_file_with_an_untrusted_type_is_refused_unread(owner: dict[str, An
     assert marker.read_text() == "ran"  # the file does run code when its types are trusted: the refusal matters
 
 
+def test_skops_file_naming_a_function_is_refused(owner: dict[str, Any], tmp_path: Path) -> None:
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = owner["holdout"][owner["features"]].to_numpy(), owner["holdout"][LABEL]
+    for func, refused in ((np.sqrt, False), (np.save, True)):  # a ufunc skops trusts; a function it does not
+        pipe = make_pipeline(FunctionTransformer(func, validate=False, check_inverse=False),
+                             LogisticRegression(max_iter=5000))
+        pipe.steps[0][1].fit(X)
+        pipe.steps[1][1].fit(np.sqrt(X), y)
+        sio.dump(pipe, tmp_path / "f.skops")
+        out = _add(tmp_path / "reg", "f", tmp_path / "f.skops", owner["csv"])
+        if refused:
+            assert out.exit_code == 2 and "names functions skops does not trust: numpy.save" in out.output, out.output
+        else:
+            assert out.exit_code == 0, out.output
+
+
+def test_boosters_that_do_not_predict_probabilities_are_refused(owner: dict[str, Any], tmp_path: Path) -> None:
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    X, y = owner["holdout"][owner["features"]], (owner["holdout"][LABEL] == POSITIVE).astype(int)
+    xgb.XGBClassifier(n_estimators=5, objective="binary:hinge").fit(X, y).save_model(tmp_path / "hinge.json")
+    lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(X, y).booster_.save_model(str(tmp_path / "reg.txt"))
+    for file, objective in (("hinge.json", "'binary:hinge'"), ("reg.txt", "'regression'")):
+        out = _add(tmp_path / "reg", "b", tmp_path / file, owner["csv"])
+        assert out.exit_code == 2 and f"objective is {objective}, which does not predict probabilities" in out.output
+
+
 def test_bad_arguments_exit_2_with_one_line(owner: dict[str, Any], tmp_path: Path) -> None:
     reg, csv, paths = tmp_path / "reg", owner["csv"], owner["paths"]
     swapped = owner["features"][1:2] + owner["features"][:1] + owner["features"][2:]
@@ -164,6 +196,11 @@ def test_build_deployable_version_with_cross_fitted_metrics(owner: dict[str, Any
     run = ens.pool.proba(X, np.ones(3, dtype=bool))
     est, _ = reg_.load("models", "pipe", 1)
     np.testing.assert_allclose(run.proba[:, ens.pool.names.index("pipe")], est.predict_proba(X))
+    one = _cli("ensemble", "build", "mine", "--members", "xgb@v2,pipe@v1,gbm", "--holdout", str(owner["csv"]),
+               "--label", LABEL, "--positive", POSITIVE, "--strategy", "bnb_soft", "--max-members", "1", "--folds", "3",
+               "--registry", str(reg))
+    assert one.exit_code == 0, one.output
+    assert len(reg_.manifest("ensembles", "mine", 2)["selected"]) == 1  # the selection honours --max-members
     listed = orjson.loads(_cli("ensemble", "list", "--json", "--registry", str(reg)).output)
     assert listed[0]["ensemble"] == "mine@v1" and listed[0]["built_from"] == "holdout"
     assert listed[0]["cost"]["ms_per_1k"] == pytest.approx(sum(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import threading
+import time
 
 import numpy as np
 import orjson
@@ -83,19 +85,30 @@ def test_failing_member_is_isolated(small_ensemble: ServingEnsemble, records: li
 
 
 def test_worker_commits_only_after_delivery(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
-    cfg = KafkaConfig(batch_size=10)
+    cfg = KafkaConfig(batch_size=10, delivery_timeout_s=1.0)
     service = ScoringService(small_ensemble, InMemoryHealth(), None)
     source = InMemorySource([raw(msg(i, records[i]), offset=i) for i in range(25)] + [raw(b"bad", offset=25)])
     sink = InMemorySink(fail=True)
     worker = Worker(source, sink, service, cfg)
     assert worker.run_once() == 10  # batch 1 sent, its acks awaited while batch 2 is scored
+    # A broker outage is waited out: the worker neither exits nor commits, however long it lasts.
+    waiting = threading.Thread(target=worker.run_once)
+    waiting.start()
+    time.sleep(1.5)  # longer than delivery_timeout_s
+    assert waiting.is_alive() and sink.flushes >= 3, "the worker keeps waiting for the broker"
+    assert source.committed == {}, "nothing may be committed while delivery fails"
+    sink.fail = False  # the broker is back
+    waiting.join(5.0)
+    assert not waiting.is_alive()
+    assert source.committed == {("features", 0): 10}, "batch 1 committed once acknowledged; batch 2 in flight"
+    # A stop during an outage gives up after delivery_timeout_s without committing.
+    sink.fail = True
+    worker.stop()
     with pytest.raises(KafkaAdapterError):
-        worker.run_once()
-    assert source.committed == {}, "nothing may be committed when delivery failed"
-    sink.fail = False
+        worker.settle()
+    assert source.committed == {("features", 0): 10}
     with pytest.raises(RuntimeError, match="not acknowledged"):
-        worker.run_once()  # batch 2 was scored but never sent: the worker must not go on
-    assert source.committed == {}
+        worker.run_once()  # batch 3 may be scored but its predecessor was never acknowledged
     # A healthy run over the same input commits everything, after delivery.
     source = InMemorySource([raw(msg(i, records[i]), offset=i) for i in range(25)] + [raw(b"bad", offset=25)])
     sink = InMemorySink()

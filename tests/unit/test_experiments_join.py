@@ -107,3 +107,37 @@ def test_ab_start_bad_challenger_is_one_line_exit_2() -> None:
     assert "weight in 0..100" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(main, ["ab", "evaluate", "--join-window-s", "0"])
     assert res.exit_code == 2 and "join window" in res.output
+
+
+def test_early_looks_do_not_decide() -> None:
+    """A challenger right on its first 40 outcomes (sample variance 0) against a champion right
+    98% of the time: before the burn-in no look counts; after it the pooled variance keeps the
+    difference from looking exact. (Welch alone gave sequential p 0.02 on a demo run.)"""
+    b = new_bucket()
+    for i in range(200):
+        apply_score(b, f"c{i}", score_record(_scored(f"c{i}", "champion", 1 if i % 50 else 0, 0.8), shadow=False) or {}, 0.0)
+        apply_outcome(b, f"c{i}", 1, 0.0)
+    for i in range(40):
+        apply_score(b, f"n{i}", score_record(_scored(f"n{i}", "m@v2", 1, 0.8), shadow=False) or {}, 0.0)
+        apply_outcome(b, f"n{i}", 1, 0.0)
+    merged = merge_stats([b])
+    spec = ExperimentSpec.from_fields("m", {"experiment": "x", "champion": "m@v1", "challengers": "m@v2=20"})
+    early = summarize(spec, merged, metric="accuracy", alpha=0.05, min_outcomes=100)
+    assert early["comparisons"]["m@v2"]["sequential_p_value"] == 1.0 and early["winner"] == "undecided"
+    late = summarize(spec, merged, metric="accuracy", alpha=0.05, min_outcomes=40)
+    c = late["comparisons"]["m@v2"]
+    assert c["difference"] > 0 and c["sequential_p_value"] > 0.05 and late["winner"] == "undecided"
+    assert c["p_value"] > 0.05  # the pooled variance also keeps the fixed-horizon test honest here
+
+
+def test_arm_intervals_stay_in_the_metric_range() -> None:
+    b = new_bucket()
+    for i in range(500):
+        right = i != 7  # 499 of 500: the normal interval's top is 1.0019
+        apply_score(b, f"e{i}", score_record(_scored(f"e{i}", "champion", 1 if right else 0, 0.99), shadow=False) or {}, 0.0)
+        apply_outcome(b, f"e{i}", 1, 0.0)
+    from stream_ensemble.core.experiments.summary import arm_table
+
+    row = arm_table(merge_stats([b])["stats"]["x"]["arms"]["champion"], 0.05)["ensemble"]
+    assert row["accuracy"]["high"] == 1.0 and 0.99 < row["accuracy"]["low"] < 1.0
+    assert row["brier"]["low"] >= 0.0 and row["log_loss"]["low"] >= 0.0

@@ -138,8 +138,8 @@ def test_member_threads_stop_waiting_at_the_deadline_and_skip_a_busy_member() ->
 
 
 def test_sleeping_member_is_dropped_without_stalling_the_batch(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
-    ens, fake = _with(small_ensemble, 0, "sleep", sleep_s=3.0)
-    guard = MemberGuard(0.5, CircuitBreakers(threshold=3, cooldown_s=60.0))
+    ens, fake = _with(small_ensemble, 0, "sleep", sleep_s=5.0)
+    guard = MemberGuard(1.0, CircuitBreakers(threshold=3, cooldown_s=60.0))
     cache = InMemoryCache()
     service = ScoringService(ens, InMemoryHealth(), cache, guard=guard)
     tag = ens.pool.members[0].tag
@@ -153,8 +153,9 @@ def test_sleeping_member_is_dropped_without_stalling_the_batch(small_ensemble: S
         assert all(d["degraded"] and d["degraded_reason"] == "member_timeout" for d in docs)
         assert all(tag not in d["models_used"] for d in docs)
         assert res.degraded == {"member_timeout": 40}
-    # batch 1 waits for the deadline; batches 2-3 skip the member, still busy with its late call
-    assert times[0] < 1.5 and max(times[1:]) < 0.4, times
+    # batch 1 waits for the deadline (not the 5 s call); batches 2-3 skip the member, still
+    # busy with its late call, without waiting (bounds loose: 2 shared cores)
+    assert times[0] < 3.0 and max(times[1:]) < 0.9, times
     assert fake.calls == 1, "no second call piles up behind a late one"
     assert guard.breakers.state(tag) == OPEN, "3 whole-batch timeouts open the breaker"
     assert not cache.data, "degraded scores are never cached"

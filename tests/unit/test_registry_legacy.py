@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pickle
 import re
 from pathlib import Path
@@ -13,8 +14,10 @@ import pytest
 
 from stream_ensemble.core.data import load_bundled
 from stream_ensemble.core.members import default_pool
-from stream_ensemble.core.registry import Registry, legacy
+from stream_ensemble.core.registry import Registry, RegistrySecurity, legacy
+from stream_ensemble.core.registry.migrate import migrate
 from stream_ensemble.core.training import BuildConfig, train
+from stream_ensemble.errors import IntegrityError
 from stream_ensemble.serving.loading import load_serving_ensemble
 
 _GLOBAL = re.compile(rb"c(stream_ensemble\.[\w.]+)\n(\w+)\n")
@@ -61,7 +64,7 @@ def test_every_moved_module_resolves() -> None:
 
 @pytest.mark.parametrize("strategy", ["boosting", "caruana", "dynamic_regions"])
 def test_old_layout_ensemble_loads_and_scores_identically(registry: Path, strategy: str) -> None:
-    reg = Registry(registry)
+    reg = Registry(registry, RegistrySecurity())
     current = load_serving_ensemble(reg, strategy)
     version_dir = registry / "ensembles" / strategy / "v1"
     payload, _ = reg.load("ensembles", strategy)
@@ -69,20 +72,29 @@ def test_old_layout_ensemble_loads_and_scores_identically(registry: Path, strate
     assert b"stream_ensemble.core.strategies\n" in old_bytes  # really written with the old paths
     with pytest.raises(ModuleNotFoundError):
         pickle.loads(old_bytes)  # a plain unpickler cannot read it any more
-    artifact = version_dir / "ensemble.pkl"
-    manifest = version_dir / "manifest.json"
-    for f in (artifact, manifest):
+    # Write it back the way a registry of that time held it: ensemble.pkl, a manifest without a format.
+    manifest_path = version_dir / "manifest.json"
+    version_dir.chmod(0o755)
+    for f in version_dir.iterdir():
         f.chmod(0o644)
-    artifact.write_bytes(old_bytes)
-    text = manifest.read_text()
-    old_sha = re.search(r'"sha256": "([0-9a-f]+)"', text).group(1)  # type: ignore[union-attr]
-    manifest.write_text(text.replace(old_sha, hashlib.sha256(old_bytes).hexdigest()))
-    migrated = load_serving_ensemble(reg, strategy)
+    (version_dir / "ensemble.skops").unlink()
+    (version_dir / "ensemble.pkl").write_bytes(old_bytes)
+    manifest = json.loads(manifest_path.read_text())
+    manifest.pop("format")
+    manifest.update(artifact="ensemble.pkl", sha256=hashlib.sha256(old_bytes).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="pickle"):
+        load_serving_ensemble(reg, strategy)  # pickles are refused unless trusted
+    trusting = Registry(registry, RegistrySecurity(trust_pickle=True))
     X = current.encoder.transform_columns(load_bundled().columns)[:100]
-    for healthy in (np.ones(len(current.pool), bool), np.array([True, False, True])):
-        a = current.score(X, healthy, "full")
-        b = migrated.score(X, healthy, "full")
-        np.testing.assert_array_equal(a.proba, b.proba)
-        np.testing.assert_array_equal(a.prediction_set, b.prediction_set)
-        assert a.explanations == b.explanations
+    old = load_serving_ensemble(trusting, strategy)
+    report = migrate(registry, RegistrySecurity())
+    assert f"ensembles/{strategy}/v1" in [m["artifact"] for m in report.migrated] and not report.failed
+    for loaded in (old, load_serving_ensemble(reg, strategy)):  # the pickle, then its migrated skops
+        for healthy in (np.ones(len(current.pool), bool), np.array([True, False, True])):
+            a = current.score(X, healthy, "full")
+            b = loaded.score(X, healthy, "full")
+            np.testing.assert_array_equal(a.proba, b.proba)
+            np.testing.assert_array_equal(a.prediction_set, b.prediction_set)
+            assert a.explanations == b.explanations
     assert isinstance(legacy.load(io.BytesIO(old_bytes)), dict)

@@ -167,10 +167,13 @@ def _faulty_registry(ctx: Context, dst: Path, member: str, mode: str) -> Path:
     reg = Registry(dst)
     payload, manifest = reg.load("ensembles", "default")
     tags = list(manifest["members"])
-    tag = next(t for t in tags if t.rpartition("@v")[0] == member)
+    # ``member`` is a tag (``name@vN``, as scored events list them) or a bare name
+    tag = next(t for t in tags if member in (t, t.rpartition("@v")[0]))
+    member = tag.rpartition("@v")[0]
     est, mm = reg.load("models", member, int(tag.rpartition("@v")[2]))
     keep = {k: v for k, v in mm.items() if k not in ("id", "version", "sha256", "created_at", "artifact")}
-    ref = reg.save("models", member, FaultyEstimator(est, mode, sleep_s=2.0), keep)
+    # A test double no safe format holds: pickled, and the run's workers get --trust-pickle.
+    ref = reg.save("models", member, FaultyEstimator(est, mode, sleep_s=2.0), keep, fmt="pickle")
     ekeep = {k: v for k, v in manifest.items() if k not in ("id", "version", "sha256", "created_at", "artifact")}
     ekeep["members"] = [ref.tag if t == tag else t for t in tags]
     reg.save("ensembles", "default", payload, ekeep)
@@ -182,7 +185,7 @@ def _member(mode: str) -> Callable[[Context], dict[str, Any]]:
         member = ctx.most_used_member()
         name = f"member_{ {'raise': 'raises', 'nan': 'nan', 'out_of_range': 'out_of_range', 'sleep': 'sleeps'}[mode]}"
         registry = _faulty_registry(ctx, ctx.env.work_dir / f"registry-{mode}", member, mode)
-        with Run(ctx.env, name, RunOptions(registry=registry)) as run:
+        with Run(ctx.env, name, RunOptions(registry=registry, serve_args=("--trust-pickle",))) as run:
             run.mark(f"{member} is faulty ({mode}) from the start")
             run.produce(ctx.events(30))
             res = run.result(run.drain(), ctx.reference)

@@ -12,7 +12,7 @@ import click
 
 from stream_ensemble.cli.bench.accuracy import accuracy_cmd
 from stream_ensemble.cli.bench.common import jsonable
-from stream_ensemble.cli.bench.experiments import ab_sim_cmd
+from stream_ensemble.cli.bench.experiments import ab_cmd, ab_sim_cmd
 from stream_ensemble.cli.bench.live import FAULT_SCENARIOS, deploy_cmd, faults_cmd
 from stream_ensemble.cli.bench.serving import cache_bytes_cmd, explain_cost_cmd, throughput_cmd
 
@@ -24,5 +24,5 @@ def bench() -> None:
     """Benchmarks that write JSON + Markdown (+ PNG) results."""
 
 
-for _cmd in (accuracy_cmd, explain_cost_cmd, cache_bytes_cmd, throughput_cmd, deploy_cmd, faults_cmd, ab_sim_cmd):
+for _cmd in (accuracy_cmd, explain_cost_cmd, cache_bytes_cmd, throughput_cmd, deploy_cmd, faults_cmd, ab_sim_cmd, ab_cmd):
     bench.add_command(_cmd)

@@ -1,4 +1,5 @@
-"""``stream-ensemble bench ab-sim``: the sequential statistics on simulated experiments."""
+"""``stream-ensemble bench ab-sim | ab``: the sequential statistics on simulated experiments, and one
+experiment end to end on the real broker, Redis, worker and faust app."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from stream_ensemble.cli.bench.common import jsonable, usage_error
+from stream_ensemble.cli.bench.common import ensure_ensemble, jsonable, usage_error, write_outputs
+from stream_ensemble.cli.common import setting_option
 from stream_ensemble.errors import ConfigError
 
 
@@ -62,3 +64,54 @@ def ab_sim_cmd(out: Path, experiments: int, max_outcomes: int, look_every: int, 
     click.echo(f"challenger {effect:g} worse: power {power['power']:.3f} within {power_max_outcomes} outcomes "
                f"({power['power_by_10000']:.3f} by 10000), median outcomes needed {power['median_outcomes_needed']}")
     click.echo(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')} ({result['elapsed_s']:.0f} s)", err=True)
+
+
+@click.command(name="ab")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Result JSON; the Markdown, PNG and HTML report are written next to it.")
+@setting_option("kafka.bootstrap")
+@setting_option("redis.url", "--redis", "redis_url")
+@click.option("--registry", type=click.Path(path_type=Path, file_okay=False), default=Path("var/registry"),
+              show_default=True, help="Registry of the champion (copied; trained on the bundled dataset when empty).")
+@click.option("--rate", type=click.FloatRange(min=10), default=150.0, show_default=True, help="Feature events/s.")
+@click.option("--entities", type=click.IntRange(min=50), default=1500, show_default=True,
+              help="Distinct entity_ids the events are drawn from (the unit of assignment).")
+@click.option("--fraction", type=click.FloatRange(0.01, 0.99), default=0.30, show_default=True,
+              help="Challenger share of phase 1.")
+@click.option("--switch-to", type=click.FloatRange(0.01, 0.99), default=0.50, show_default=True,
+              help="Challenger share written live at the start of phase 2.")
+@click.option("--phase-s", type=click.FloatRange(min=4), default=20.0, show_default=True, help="Seconds of each phase.")
+@click.option("--min-outcomes", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Challenger outcomes before the armed guardrail may stop it.")
+@click.option("--shadow-events", type=click.IntRange(min=10), default=400, show_default=True,
+              help="Events of each run of the shadow check.")
+@click.option("--time-scale", type=click.FloatRange(0.1, 10), default=1.0, show_default=True,
+              help="Multiply the phase durations (the integration test uses less than 1).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def ab_cmd(ctx: click.Context, out: Path, bootstrap: str | None, redis_url: str | None, registry: Path, rate: float,
+           entities: int, fraction: float, switch_to: float, phase_s: float, min_outcomes: int, shadow_events: int,
+           time_scale: float, seed: int) -> None:
+    """A weaker challenger (one stump) in a split experiment on the real broker, Redis, worker and
+    faust app: share, live switch, stickiness, worker and join restarts, guardrail, shadow identity."""
+    from stream_ensemble.bench.ab_live import report
+    from stream_ensemble.bench.ab_live.run import ABBenchConfig, run
+    from stream_ensemble.cli.common import config_from
+    from stream_ensemble.errors import StreamEnsembleError
+
+    cfg = config_from(ctx, kafka__bootstrap=bootstrap, redis__url=redis_url)
+    try:
+        ensure_ensemble(registry, "default", "breast_cancer", None, "breast_cancer")
+        from stream_ensemble.adapters.kafka import ensure_topics
+        from stream_ensemble.adapters.redis_store import connect
+
+        ensure_topics(cfg.kafka, [])  # one clear line when a server is unreachable
+        connect(cfg.redis)
+    except StreamEnsembleError as exc:
+        raise usage_error(exc) from None
+    result = run(ABBenchConfig(
+        bootstrap=cfg.kafka.bootstrap, redis_url=cfg.redis.url, registry=registry, work_dir=out.parent / f"{out.stem}-work",
+        rate=rate, entities=entities, fraction=fraction, switch_to=switch_to, phase_s=phase_s, time_scale=time_scale,
+        min_outcomes=min_outcomes, shadow_events=shadow_events, seed=seed, log=lambda m: click.echo(m, err=True)))
+    write_outputs(out, result, report.render_markdown(result), report.render_png, "stream-ensemble ab")
+    click.echo(report.summary_line(jsonable(result)))

@@ -356,7 +356,9 @@ class Weighted(_LinearRule):
         result = minimize(loss_grad, np.zeros(m), jac=True, method="L-BFGS-B",
                           options={"maxiter": self.max_iter, "ftol": 1e-13, "gtol": 1e-9})
         self.weights_ = np.asarray(softmax(result.x), dtype=np.float64)
-        self.optimizer_result_ = result
+        # A plain summary, not scipy's result object: the saved state holds data only.
+        self.optimizer_result_ = {"success": bool(result.success), "nit": int(result.nit),
+                                  "fun": float(result.fun), "message": str(result.message)}
 
 
 class GeometricMean(_LinearRule):

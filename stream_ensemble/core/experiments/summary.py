@@ -33,6 +33,9 @@ def arm_table(arm: Mapping[str, Any], alpha: float) -> dict[str, Any]:
         for metric in METRICS:
             ms = metric_sums(sums, metric)
             low, high = ms.interval(alpha)
+            # the normal interval can cross the metric's range (accuracy 0.994 on 500: up to 1.0008)
+            top = 1.0 if metric != "log_loss" else np.inf
+            low, high = np.clip(low, 0.0, top), np.clip(high, 0.0, top)
             row[metric] = {"mean": _plain(ms.mean()), "low": _plain(low), "high": _plain(high)}
         row["calibration_error"] = calibration_error(sums)
         out[member] = row
@@ -52,7 +55,8 @@ def summarize(spec: ExperimentSpec, merged: Mapping[str, Any], *, metric: str, a
         What the comparison, guardrail and winner use.
     alpha : float
     min_outcomes : int
-        Challenger outcomes before the guardrail may stop it.
+        Outcomes before a look counts: the guardrail needs them in the challenger's arm, the
+        sequential p-value (and so the winner) in both arms (the pair count when paired).
     previous_seq_p : mapping arm -> float, optional
         The sequential p-value carried from earlier looks (1.0 when absent).
 
@@ -85,8 +89,13 @@ def summarize(spec: ExperimentSpec, merged: Mapping[str, Any], *, metric: str, a
             p = exp["paired"].get(arm)
             paired = metric_sums(p, metric) if p else zero
         comp = compare(c_sums, k_sums, paired_difference=paired, alpha=alpha)
-        seq_p = float(min(float(np.asarray(comp.mixture_p)), (previous_seq_p or {}).get(arm, 1.0)))
         n_arm = int(paired.n) if paired is not None else int(c_sums.n)
+        n_min = n_arm if paired is not None else int(min(c_sums.n, k_sums.n))
+        # Burn-in: the mixture test plugs in sample variances, which are unreliable on a few
+        # outcomes; a look before both arms have min_outcomes does not count (skipping early
+        # looks keeps the sequential p-value valid: stopping later is still a stopping time).
+        look_p = float(np.asarray(comp.mixture_p)) if n_min >= min_outcomes else 1.0
+        seq_p = float(min(look_p, (previous_seq_p or {}).get(arm, 1.0)))
         decision = guardrail_decision(comp, n_arm, cfg)
         win = winner(comp, seq_p, cfg)
         comparisons[arm] = {

@@ -170,6 +170,21 @@ class LightGBMMember(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         """Most probable class label, shape (n,)."""
         return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The booster as LightGBM's own model text: what the registry's skops file holds.
+        state = dict(super().__getstate__())
+        if "booster_" in state and not isinstance(state["booster_"], str):
+            state["booster_"] = state["booster_"].model_to_string()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # LightGBM's text parser rebuilds the booster; older pickles hold a Booster already.
+        if isinstance(state.get("booster_"), str):
+            import lightgbm as lgb
+
+            state = {**state, "booster_": lgb.Booster(model_str=state["booster_"])}
+        super().__setstate__(state)
+
 
 class XGBoostMember(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """XGBoost (``hist``) gradient-boosted trees with early stopping on an inner split.
@@ -254,3 +269,21 @@ class XGBoostMember(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def predict(self, X: Any) -> npt.NDArray[Any]:
         """Most probable class label, shape (n,)."""
         return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The booster as XGBoost's UBJ model bytes: what the registry's skops file holds.
+        state = dict(super().__getstate__())
+        if "booster_" in state and not isinstance(state["booster_"], bytes):
+            state["booster_"] = bytes(state["booster_"].save_raw("ubj"))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # XGBoost's UBJ reader rebuilds the booster; older pickles hold a Booster already.
+        if isinstance(state.get("booster_"), bytes):
+            import xgboost as xgb
+
+            booster = xgb.Booster()
+            booster.load_model(bytearray(state["booster_"]))
+            booster.set_param({"nthread": 1})
+            state = {**state, "booster_": booster}
+        super().__setstate__(state)

@@ -4,8 +4,9 @@ Three formats, none of which runs code when read:
 
 * ``skops`` -- a scikit-learn estimator or pipeline saved with ``skops.io.dump``. Before
   loading, :func:`skops.io.get_untrusted_types` lists every type the file would build that
-  skops does not trust by default; any type outside numpy, scipy and scikit-learn is refused
-  (the file is never loaded), the rest are passed as ``trusted``.
+  skops does not trust by default; any type outside numpy, scipy and scikit-learn, and any
+  function (which a ``FunctionTransformer`` would call), is refused (the file is never
+  loaded); the remaining classes are passed as ``trusted``.
 * ``xgboost`` -- a Booster saved with ``save_model`` (``.json`` or ``.ubj``), served as a fitted
   :class:`~stream_ensemble.core.members.boosters.XGBoostMember`.
 * ``lightgbm`` -- a Booster's text model (``save_model``, ``.txt``), served as a fitted
@@ -35,6 +36,9 @@ from stream_ensemble.errors import ConfigError
 
 #: Model file formats ``models add`` reads, by file-name ending.
 FORMATS = {".skops": "skops", ".json": "xgboost", ".ubj": "xgboost", ".txt": "lightgbm", ".lgb": "lightgbm"}
+#: Booster objectives whose predictions are class probabilities.
+PROBABILITY_OBJECTIVES = {"xgboost": ("binary:logistic", "multi:softprob"),
+                          "lightgbm": ("binary", "multiclass", "multiclassova")}
 #: Top-level modules whose types a user's skops file may contain.
 TRUSTED_MODULES = ("numpy", "scipy", "sklearn")
 
@@ -98,10 +102,36 @@ def _load_skops(path: Path) -> Any:
     if refused:
         raise ConfigError(f"refusing {path.name}: it contains types outside {', '.join(TRUSTED_MODULES)}: "
                           f"{', '.join(sorted(refused)[:5])} (not loaded)")
+    # A function named by the file (e.g. FunctionTransformer(func=numpy.save)) would be called at
+    # predict time: only classes are trusted beyond skops' own defaults.
+    functions = [t for t in untrusted if not _is_class(t)]
+    if functions:
+        raise ConfigError(f"refusing {path.name}: it names functions skops does not trust: "
+                          f"{', '.join(sorted(functions)[:5])} (not loaded)")
     try:
         return sio.load(path, trusted=untrusted)
     except Exception as exc:
         raise ConfigError(f"cannot load {path.name} with skops: {one_line(exc)}") from exc
+
+
+def _is_class(path: str) -> bool:
+    """True when ``module.Name`` (of numpy, scipy or scikit-learn) is a class, not a function."""
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    try:
+        return isinstance(getattr(importlib.import_module(module), name), type)
+    except (ImportError, AttributeError):
+        return False
+
+
+def _objective(booster: Any, fmt: str) -> str:
+    """The training objective a booster file records (XGBoost's config, LightGBM's model header)."""
+    if fmt == "xgboost":
+        import json
+
+        return str(json.loads(booster.save_config())["learner"]["objective"]["name"])
+    return str(booster.dump_model(num_iteration=0).get("objective", "")).split(" ")[0]
 
 
 def _load_booster(path: Path, fmt: str) -> Any:
@@ -120,6 +150,10 @@ def _load_booster(path: Path, fmt: str) -> Any:
             member = LightGBMMember()
     except Exception as exc:  # the libraries raise their own error types on a bad file
         raise ConfigError(f"cannot load {path.name} as a {fmt} model: {one_line(exc)}") from exc
+    objective = _objective(booster, fmt)
+    if objective not in PROBABILITY_OBJECTIVES[fmt]:
+        raise ConfigError(f"{path.name}: the {fmt} objective is {objective!r}, which does not predict probabilities; "
+                          f"models add takes {' or '.join(PROBABILITY_OBJECTIVES[fmt])}")
     member.booster_ = booster
     member.best_iteration_ = int(booster.num_boosted_rounds() if fmt == "xgboost" else booster.current_iteration())
     return member

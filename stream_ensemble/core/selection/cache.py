@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +12,27 @@ from stream_ensemble.core.selection.constraints import SelectionConstraints, Sel
 from stream_ensemble.core.selection.objective import FloatArray
 from stream_ensemble.core.selection.select import select
 from stream_ensemble.types import Labels, Mask, Proba
+
+
+def hex_keyed(d: dict[bytes, Any]) -> dict[str, Any]:
+    """A mask-keyed dict with hex string keys, for saved state.
+
+    The registry's skops format stores dicts with string keys only; masks key memo dicts
+    by ``mask.tobytes()``.
+
+    >>> hex_keyed({b"\\x01\\x00": 1})
+    {'0100': 1}
+    """
+    return {key.hex(): value for key, value in d.items()}
+
+
+def bytes_keyed(d: dict[Any, Any]) -> dict[bytes, Any]:
+    """Inverse of :func:`hex_keyed`; bytes keys (pickles written before) are kept as they are.
+
+    >>> bytes_keyed({"0100": 1, b"\\x01": 2})
+    {b'\\x01\\x00': 1, b'\\x01': 2}
+    """
+    return {bytes.fromhex(k) if isinstance(k, str) else k: value for k, value in d.items()}
 
 
 class SelectionCache:
@@ -54,6 +76,12 @@ class SelectionCache:
 
     def __len__(self) -> int:
         return len(self._results)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_results": hex_keyed(self._results)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "_results": bytes_keyed(state.get("_results", {}))})
 
     @classmethod
     def from_validation(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +17,7 @@ from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted
 
+from stream_ensemble.core.selection.cache import bytes_keyed, hex_keyed
 from stream_ensemble.core.selection.constraints import SelectionConstraints, SelectionResult
 from stream_ensemble.core.selection.objective import check_heldout
 from stream_ensemble.core.selection.select import select
@@ -132,6 +134,17 @@ class RegionSelector(BaseEstimator):  # type: ignore[misc]
         self.region_masks_ = masks
         self._by_health: dict[bytes, Mask] = {allowed.tobytes(): masks}
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        if "_by_health" in state:
+            state["_by_health"] = hex_keyed(state["_by_health"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_by_health" in state:
+            state = {**state, "_by_health": bytes_keyed(state["_by_health"])}
+        super().__setstate__(state)
 
     def _select_region(
         self, r: int, allowed: Mask, c: SelectionConstraints, warm: Mask

@@ -49,6 +49,7 @@ from stream_ensemble.core.selection import (
     select,
     selection_id,
 )
+from stream_ensemble.core.selection.cache import bytes_keyed, hex_keyed
 from stream_ensemble.core.strategies.catalogue import DYNAMIC_SELECTORS, SelectorKind, StrategySpec
 from stream_ensemble.errors import ConfigError
 from stream_ensemble.types import Labels, Mask, Matrix, Proba
@@ -244,4 +245,8 @@ class Planner:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_row_cache", None)
+        state["plans"] = hex_keyed(self.plans)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "plans": bytes_keyed(state.get("plans", {}))})

@@ -1,9 +1,11 @@
 """``stream-ensemble demo``: the whole product, end to end, on the real broker and Redis.
 
-Train (unless the registry already has an ensemble), start a worker process, publish
-feature events made from the ensemble's held-out rows plus a handful of malformed ones,
-read ``scores`` and ``features.dlq`` until every event is accounted for, stop the worker with
-SIGTERM, and summarise. ``lost`` counts events that are neither scored nor dead-lettered.
+Train (unless the registry already has an ensemble), start an experiment (a challenger at 20%,
+:mod:`.experiment`) and its faust outcome join, start a worker process, publish feature events
+made from the ensemble's held-out rows plus a handful of malformed ones, read ``scores`` and
+``features.dlq`` until every event is accounted for, publish the held-out labels as outcomes,
+wait for the join, stop the worker with SIGTERM, and summarise with the experiment's table.
+``lost`` counts events that are neither scored nor dead-lettered.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from stream_ensemble.adapters.kafka import client_conf, ensure_topics
-from stream_ensemble.config import KafkaConfig
+from stream_ensemble.config import KafkaConfig, RedisConfig
 from stream_ensemble.core.data import load_bundled
 from stream_ensemble.core.registry import Registry
 from stream_ensemble.core.training import holdout_rows
@@ -70,7 +72,8 @@ def _malformed(run_id: str, record: dict[str, Any], n: int) -> list[tuple[str, b
 
 
 def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: int,
-                   features_topic: str = FEATURES, kafka: KafkaConfig | None = None) -> DemoRun:
+                   features_topic: str = FEATURES, kafka: KafkaConfig | None = None,
+                   run_id: str | None = None) -> DemoRun:
     """Publish ``n_events`` valid events (held-out rows, cycled) and ``n_malformed`` bad ones.
 
     Raises
@@ -85,7 +88,7 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
     data = load_bundled()
     rows = holdout_rows(reg)
     records = data.records(rows)
-    run = DemoRun(uuid.uuid4().hex[:10])
+    run = DemoRun(run_id or uuid.uuid4().hex[:10])
     producer = Producer({**client_conf(kafka or bootstrap), "acks": "all", "enable.idempotence": True, "linger.ms": 5})
     failures: list[str] = []
 
@@ -97,7 +100,10 @@ def produce_events(bootstrap: str, registry: Path, n_events: int, n_malformed: i
     for i in range(n_events):
         k = i % len(rows)
         event_id = f"{run.run_id}-{i}"
-        entity = f"patient-{int(rows[k])}"
+        # One entity per replay of a row (a patient's visit): the experiment assigns arms by
+        # entity, so with one entity per row each arm would see a fixed fifth of the 113 rows
+        # again and again, and compare the rows, not the ensembles.
+        entity = f"patient-{int(rows[k])}-visit-{i // len(rows)}"
         doc = {"event_id": event_id, "entity_id": entity, "timestamp": time.time(), "features": records[k]}
         producer.produce(features_topic, key=entity.encode(), value=orjson.dumps(doc), on_delivery=on_delivery)
         run.labels[event_id] = int(data.y[rows[k]])
@@ -197,11 +203,21 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
         _run([sys.executable, "-m", "stream_ensemble", "train", "--registry", str(registry)])
     manifest = reg.manifest("ensembles", "default")
     echo(f"== ensemble default@v{manifest['version']}: strategy {manifest['strategy']}, members {', '.join(manifest['members'])}")
+    from stream_ensemble.demo.experiment import DemoExperiment, ensure_challenger
+
+    challenger = ensure_challenger(registry, echo)
     ensure_topics(kafka, [(features, parts), (scores, parts), (dlq, 1), ("outcomes", parts)])
-    cleared = _clear_cache(redis_url, f"default@v{manifest['version']}")
+    cleared = _clear_cache(redis_url, f"default@v{manifest['version']}") + _clear_cache(redis_url, challenger)
     echo(f"== cleared {cleared} cached scores of this ensemble, so every distinct row is scored once")
     start = _end_offsets(kafka, scores) + _end_offsets(kafka, dlq)
     log_path = registry.parent / "demo-worker.log"
+    redis_cfg = RedisConfig(url=redis_url)
+    deployed = _deployed(redis_cfg)
+    champion = deployed or f"default@v{manifest['version']}"
+    run_id = uuid.uuid4().hex[:10]
+    experiment = DemoExperiment.start(kafka, redis_cfg, champion, challenger, run_id, registry.parent / "demo-ab.log")
+    echo(f"== experiment {experiment.spec.experiment}: {challenger} at 20% against {champion} "
+         f"(se:ab:default; outcome join: stream-ensemble ab evaluate, logs {experiment.log_path})")
     echo(f"== starting a worker (logs: {log_path})")
     log_start = log_path.stat().st_size if log_path.exists() else 0
     with log_path.open("ab") as log_file:
@@ -215,10 +231,16 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
     try:
         ready = _wait_until_assigned(log_path, log_start, lambda: worker.poll() is None, timeout_s=60)
         echo(f"   worker joined the group in {ready:.1f}s" if ready >= 0 else "   worker not assigned yet; publishing anyway")
+        join_ready = experiment.wait_ready(timeout_s=90)
+        echo(f"   outcome join ready after {join_ready:.1f}s more" if join_ready >= 0 else "   outcome join not ready yet")
         echo(f"== publishing {n_events} held-out feature events + {n_malformed} malformed ones")
-        run = produce_events(bootstrap, registry, n_events, n_malformed, features, kafka)
+        run = produce_events(bootstrap, registry, n_events, n_malformed, features, kafka, run_id)
         scored, dead, last = _collect(kafka, start, run, timeout_s, lambda: worker.poll() is None, scores)
+        echo("== publishing the held-out labels as outcomes; waiting for the join")
+        published = experiment.publish_outcomes(kafka, scored, run.labels)
+        ab_report = experiment.wait_report(published, timeout_s=90)
     finally:
+        join_code = experiment.stop()
         worker.send_signal(signal.SIGTERM)
         try:
             code = worker.wait(timeout=60)
@@ -242,10 +264,14 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
     echo(f"   throughput     {len(scored) / elapsed:.0f} events/s end to end (produce -> score arrival)")
     echo(f"   latency        end to end p50 {np.percentile(e2e_ms, 50):.0f} ms, p95 {np.percentile(e2e_ms, 95):.0f} ms; "
          f"scoring per batch p50 {np.percentile(batch_ms, 50):.1f} ms, p95 {np.percentile(batch_ms, 95):.1f} ms")
-    echo(f"   worker exit    {code} after SIGTERM")
+    echo(f"   worker exit    {code} after SIGTERM; outcome join exit {join_code}")
     echo("== three sample scored events")
     for doc in list(scored.values())[:3]:
         echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    from stream_ensemble.ab.table import render_table
+
+    echo(f"== the experiment ({published} outcomes published, {ab_report['joined']} joined)")
+    echo(render_table(ab_report))
     summary = {
         "produced": run.produced_valid + len(run.malformed),
         "scored": len(scored),
@@ -253,6 +279,8 @@ def run_demo(bootstrap: str, redis_url: str, registry: Path, n_events: int, n_ma
         "lost": lost,
         "accuracy": round(correct / max(len(scored), 1), 4),
         "events_per_s": round(len(scored) / elapsed, 1),
+        "arms": {arm: a["n"] for arm, a in ab_report["arms"].items()},
+        "winner": ab_report["winner"],
     }
     if code != 0:
         echo(f"worker exited with {code}; see {log_path}", err=True)
@@ -270,6 +298,14 @@ def _clear_cache(redis_url: str, ensemble_tag: str) -> int:
     for k in range(0, len(keys), step):
         client.unlink(*keys[k : k + step])
     return len(keys)
+
+
+def _deployed(redis: RedisConfig) -> str | None:
+    """The version a fleet serves when ``se:deploy:default`` is set (the worker serves it)."""
+    from stream_ensemble.adapters.deploy_store import RedisDeployStore
+    from stream_ensemble.adapters.redis_store import connect
+
+    return RedisDeployStore(connect(redis), redis.key_prefix, "default").current()
 
 
 def _wait_until_assigned(log_path: Path, offset: int, alive: Callable[[], bool], timeout_s: float) -> float:

@@ -1,0 +1,77 @@
+"""Redis down at start is advisory (served, flagged health_unknown); outages are logged once per state change."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+import redis
+
+from stream_ensemble.adapters import redis_store
+from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
+from stream_ensemble.config import RedisConfig
+from stream_ensemble.errors import RedisAdapterError
+from stream_ensemble.serving.engine import ScoringService
+from stream_ensemble.serving.ensemble import ServingEnsemble
+from stream_ensemble.testing import raw
+
+
+class FlakyRedis:
+    """hgetall / mget that raise while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.health: dict[bytes, bytes] = {}
+
+    def _check(self) -> None:
+        if self.down:
+            raise redis.ConnectionError("Connection refused")
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]:
+        self._check()
+        return dict(self.health)
+
+    def mget(self, keys: list[str]) -> list[bytes | None]:
+        self._check()
+        return [None] * len(keys)
+
+    def register_script(self, script: str) -> object:
+        return lambda keys, args: self._check()
+
+
+def test_connect_advisory_returns_a_client_when_redis_is_down(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = RedisConfig(url="redis://:hunter2@127.0.0.1:1/0", socket_timeout_s=0.2)
+    with pytest.raises(RedisAdapterError) as err:
+        connect(cfg)
+    assert "hunter2" not in str(err.value)
+    redis_store.OUTAGE.down_since = None
+    with caplog.at_level("WARNING", logger="stream_ensemble.redis"):
+        client = connect(cfg, advisory=True)
+    assert client is not None
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "redis"]
+    assert len(lines) == 1 and lines[0].state == "down" and "hunter2" not in lines[0].getMessage()
+    redis_store.OUTAGE.down_since = None
+
+
+def test_outage_is_two_log_lines_and_unknown_health_is_flagged(small_ensemble: ServingEnsemble, records: list[dict],
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    fake = FlakyRedis()
+    health = RedisHealthStore(fake, refresh_s=0.001)  # type: ignore[arg-type]
+    cache = RedisCache(fake)  # type: ignore[arg-type]
+    service = ScoringService(small_ensemble, health, cache)
+    redis_store.OUTAGE.down_since = None
+
+    def batch(k: int) -> list:
+        return [raw(orjson.dumps({"event_id": f"e{k}-{i}", "entity_id": "u", "timestamp": 1.0, "features": records[i]}),
+                    offset=i) for i in range(5)]
+
+    with caplog.at_level(logging.INFO, logger="stream_ensemble.redis"):
+        for k in range(5):
+            docs = [orjson.loads(v) for _, v, _ in service.handle(batch(k)).scored]
+            assert len(docs) == 5 and all(d["degraded_reason"] == "health_unknown" for d in docs)
+        fake.down = False
+        docs = [orjson.loads(v) for _, v, _ in service.handle(batch(9)).scored]
+    assert health.known and all(not d["degraded"] for d in docs), "marks read again: clean scores"
+    states = [r.state for r in caplog.records if getattr(r, "event", None) == "redis"]
+    assert states == ["down", "up"], "one line when the outage starts, one when it ends"
