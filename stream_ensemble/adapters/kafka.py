@@ -81,10 +81,12 @@ class KafkaSource:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": 10000,
-            "heartbeat.interval.ms": 1000,
+            "session.timeout.ms": int(cfg.session_timeout_s * 1000),
+            "heartbeat.interval.ms": min(1000, int(cfg.session_timeout_s * 1000 / 3)),
             "max.poll.interval.ms": 300000,
             "fetch.wait.max.ms": 50,
+            # after a broker outage, reconnect within 1 s (librdkafka's default backoff grows to 10 s)
+            "reconnect.backoff.max.ms": 1000,
             "on_commit": self._on_commit,
             **(extra or {}),
         }
@@ -210,6 +212,7 @@ class KafkaSink:
             "compression.type": "lz4",
             "message.max.bytes": MESSAGE_MAX_BYTES,
             "delivery.timeout.ms": int(cfg.delivery_timeout_s * 1000),
+            "reconnect.backoff.max.ms": 1000,  # resume within 1 s of a broker's return
             **(extra or {}),
         }
         self.producer = self._producer()

@@ -82,7 +82,7 @@ def guarded_run(pool: ModelPool, strategy: Any, tags: list[str], X: Matrix, heal
     base = np.asarray(strategy.required_members(healthy), dtype=bool)
     if guard is None:
         return GuardedRun(pool.proba(X, base), base.copy(), base)
-    skipped = guard.skipped(tags, pool.names, healthy.tolist())
+    skipped = guard.skipped(tags, healthy.tolist())
     effective = healthy.copy()
     for j, why in skipped.items():
         effective[j] = False

@@ -356,7 +356,7 @@ class ServingEnsemble:
             if not candidates[j]:
                 continue
             if guard is not None and (guard.breakers.state(self.member_tags[j]) == OPEN
-                                      or (guard.deadline_s and guard.threads.busy(self.pool.names[j]))):
+                                      or (guard.deadline_s and guard.threads.busy(self.member_tags[j]))):
                 continue
             single = np.zeros(len(self.pool.members), dtype=bool)
             single[j] = True

@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "core.data": _BASE,
     "core.evaluation": _BASE,
     "core.registry": _BASE,
-    "core.members": _BASE,
+    "core.members": _BASE | {"core.registry"},  # a user's skops file is audited with the registry's trusted list
     "core.combiners": _BASE,
     "core.selection": _BASE,
     "core.confidence": _BASE | {"core.evaluation"},

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import VotingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
 from stream_ensemble.core.confidence.calibration import CalibrationMethod, EnsembleCalibrator
 from stream_ensemble.core.confidence.conformal import ConformalClassifier
@@ -68,7 +75,20 @@ def user_members() -> Fitted:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mlp = make_pipeline(StandardScaler(), MLPClassifier(solver="sgd", max_iter=20, random_state=0)).fit(X, y)
-    return {"sgd-mlp": mlp, "reordered": ClassColumns(mlp, [1, 0])}
+    users: Fitted = {
+        "calibrated": CalibratedClassifierCV(LogisticRegression(max_iter=200), cv=3),
+        "imputed-pipeline": make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=200)),
+        "grid-search": GridSearchCV(LogisticRegression(max_iter=200), {"C": [0.1, 1.0]}, cv=3),
+        "kd-tree-knn": KNeighborsClassifier(algorithm="kd_tree"),
+        "ball-tree-knn": KNeighborsClassifier(algorithm="ball_tree"),
+        "voting": VotingClassifier([("t", DecisionTreeClassifier()), ("l", LogisticRegression(max_iter=200))],
+                                   voting="soft"),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for est in users.values():
+            est.fit(X, y)  # type: ignore[attr-defined]
+    return {**users, "sgd-mlp": mlp, "reordered": ClassColumns(mlp, [1, 0])}
 
 
 def _proba2() -> tuple[np.ndarray, np.ndarray]:
@@ -143,9 +163,9 @@ def test_trusted_list_is_exactly_what_the_project_writes(strategies: Fitted, mem
     # Complete: every type the project's artifacts hold is listed (else saving them fails);
     # minimal: every listed type occurs in one of them.
     reg = Registry(tmp_path, RegistrySecurity())
+    X = np.random.default_rng(0).normal(size=(20, 30))
     for name, est in user_members.items():
         reg.save("models", name, est, {})
-        X = np.random.default_rng(0).normal(size=(20, 30))
         np.testing.assert_array_equal(est.predict_proba(X), reg.load("models", name)[0].predict_proba(X))  # type: ignore[attr-defined]
     used: set[str] = set()
     for obj in (*strategies.values(), *members.values(), *user_members.values(), *state.values()):

@@ -8,14 +8,17 @@ effect is a file it would create; every test checks that the file does not exist
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from stream_ensemble.core.data import load_bundled
@@ -207,3 +210,47 @@ def test_cli_refuses_with_one_line_and_the_payload_does_not_run(plain: Path, sig
     both = _cli("registry", "verify", "--registry", str(signed), env={"SE_REGISTRY_KEY_FILE": str(key_file),
                                                                          "SE_REGISTRY_KEY": "x"})
     assert both.returncode == 2 and both.stderr.strip().count("\n") == 0 and "not both" in both.stderr
+
+
+def _numpy_load_skops(d: Path, marker: Path) -> Path:
+    """A skops file asking skops to call ``numpy.load(evil.npy, None, True)``: an unpickling .npy.
+
+    skops builds a trusted name by calling it with the file's arguments, so trusting "anything
+    under numpy" would run this payload.
+    """
+    import skops.io as sio
+
+    arr = np.empty(1, dtype=object)
+    arr[0] = _Payload(marker)
+    np.save(d / "evil.npy", arr, allow_pickle=True)
+
+    def leaf(value: Any, i: int) -> dict[str, Any]:
+        return {"__class__": type(value).__name__, "__module__": "builtins", "__loader__": "JsonNode",
+                "content": json.dumps(value), "is_json": True, "__id__": i}
+
+    version = json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps([1]))).read("schema.json"))
+    schema = {"__class__": "load", "__module__": "numpy", "__loader__": "ConstructorFromReduceNode", "__id__": 1,
+              "content": {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode", "__id__": 2,
+                          "content": [leaf(str(d / "evil.npy"), 3), leaf(None, 4), leaf(True, 5)]},
+              "protocol": version["protocol"], "_skops_version": version["_skops_version"]}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("schema.json", json.dumps(schema))
+    path = d / "model.skops"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_skops_file_calling_numpy_load_is_refused_by_models_add_and_registry(plain: Path, tmp_path: Path) -> None:
+    from stream_ensemble.core.members.user import load_model
+    from stream_ensemble.errors import ConfigError
+
+    marker = tmp_path / "ran"
+    evil = _numpy_load_skops(tmp_path, marker)
+    with pytest.raises(ConfigError, match=r"refusing model.skops: .*numpy.load.*\(not loaded\)"):
+        load_model(evil, "skops")  # `models add --file model.skops`
+    root = _copy(plain, tmp_path / "reg")
+    _replace(root / "models" / "logreg" / "v1", "model.skops", evil.read_bytes(), format="skops")
+    with pytest.raises(IntegrityError, match="outside the trusted list.*numpy.load"):
+        Registry(root, RegistrySecurity()).load("models", "logreg")
+    assert not marker.exists()

@@ -50,7 +50,7 @@ class MemberGuard:
         """The threads to run members on, or None when there is no deadline."""
         return self.threads if self.deadline_s else None
 
-    def skipped(self, tags: Sequence[str], names: Sequence[str], candidates: Iterable[bool]) -> dict[int, str]:
+    def skipped(self, tags: Sequence[str], candidates: Iterable[bool]) -> dict[int, str]:
         """Candidate members that must not run on this batch, position -> reason code.
 
         A member still running a late call is ``member_timeout``; a member whose breaker is
@@ -58,10 +58,10 @@ class MemberGuard:
         the member is allowed, as the probe).
         """
         out: dict[int, str] = {}
-        for j, (tag, name, cand) in enumerate(zip(tags, names, candidates)):
+        for j, (tag, cand) in enumerate(zip(tags, candidates)):
             if not cand:
                 continue
-            if self.deadline_s and self.threads.busy(name):
+            if self.deadline_s and self.threads.busy(tag):  # lanes by tag: a new version starts free
                 out[j] = MEMBER_TIMEOUT
             elif not self.breakers.allowed(tag):
                 out[j] = BREAKER_OPEN

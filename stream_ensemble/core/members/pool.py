@@ -193,7 +193,7 @@ class ModelPool:
             t0 = time.perf_counter()
             if threads is not None and deadline_s:
                 try:
-                    rows, out, why = threads.call(member.name, functools.partial(self._run_member, member, X, c), deadline_s)
+                    rows, out, why = threads.call(member.tag, functools.partial(self._run_member, member, X, c), deadline_s)
                 except Late as exc:
                     rows, out, why = None, None, f"timed_out: {exc}"
             else:

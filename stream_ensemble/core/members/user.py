@@ -4,9 +4,9 @@ Three formats, none of which runs code when read:
 
 * ``skops`` -- a scikit-learn estimator or pipeline saved with ``skops.io.dump``. Before
   loading, :func:`skops.io.get_untrusted_types` lists every type the file would build that
-  skops does not trust by default; any type outside numpy, scipy and scikit-learn, and any
-  function (which a ``FunctionTransformer`` would call), is refused (the file is never
-  loaded); the remaining classes are passed as ``trusted``.
+  skops does not trust by default; any type or function outside the registry's explicit
+  list of classes (:data:`~stream_ensemble.core.registry.formats.TRUSTED_TYPES`) is refused
+  (the file is never loaded).
 * ``xgboost`` -- a Booster saved with ``save_model`` (``.json`` or ``.ubj``), served as a fitted
   :class:`~stream_ensemble.core.members.boosters.XGBoostMember`.
 * ``lightgbm`` -- a Booster's text model (``save_model``, ``.txt``), served as a fitted
@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from stream_ensemble.core.members.boosters import LightGBMMember, XGBoostMember
+from stream_ensemble.core.registry.formats import TRUSTED_TYPES
 from stream_ensemble.errors import ConfigError
 
 #: Model file formats ``models add`` reads, by file-name ending.
@@ -39,8 +40,6 @@ FORMATS = {".skops": "skops", ".json": "xgboost", ".ubj": "xgboost", ".txt": "li
 #: Booster objectives whose predictions are class probabilities.
 PROBABILITY_OBJECTIVES = {"xgboost": ("binary:logistic", "multi:softprob"),
                           "lightgbm": ("binary", "multiclass", "multiclassova")}
-#: Top-level modules whose types a user's skops file may contain.
-TRUSTED_MODULES = ("numpy", "scipy", "sklearn")
 
 
 class ClassColumns(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -98,31 +97,18 @@ def _load_skops(path: Path) -> Any:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # not a zip, not a skops schema...
         raise ConfigError(f"cannot read {path.name} as a skops file: {one_line(exc)}") from exc
-    refused = [t for t in untrusted if t.split(".", 1)[0] not in TRUSTED_MODULES]
+    # The registry's explicit list (classes only), not "anything under numpy/scipy/sklearn": skops
+    # builds a trusted name by calling it with the file's arguments (numpy.load(f, None, True)
+    # unpickles), and a function it holds (FunctionTransformer(func=numpy.save)) would be called
+    # at predict time. Checked by name: nothing the file names is imported before it is trusted.
+    refused = [t for t in untrusted if t not in TRUSTED_TYPES]
     if refused:
-        raise ConfigError(f"refusing {path.name}: it contains types outside {', '.join(TRUSTED_MODULES)}: "
-                          f"{', '.join(sorted(refused)[:5])} (not loaded)")
-    # A function named by the file (e.g. FunctionTransformer(func=numpy.save)) would be called at
-    # predict time: only classes are trusted beyond skops' own defaults.
-    functions = [t for t in untrusted if not _is_class(t)]
-    if functions:
-        raise ConfigError(f"refusing {path.name}: it names functions skops does not trust: "
-                          f"{', '.join(sorted(functions)[:5])} (not loaded)")
+        raise ConfigError(f"refusing {path.name}: it contains types outside skops' defaults and the registry's "
+                          f"trusted list: {', '.join(sorted(refused)[:5])} (not loaded)")
     try:
-        return sio.load(path, trusted=untrusted)
+        return sio.load(path, trusted=list(TRUSTED_TYPES))
     except Exception as exc:
         raise ConfigError(f"cannot load {path.name} with skops: {one_line(exc)}") from exc
-
-
-def _is_class(path: str) -> bool:
-    """True when ``module.Name`` (of numpy, scipy or scikit-learn) is a class, not a function."""
-    import importlib
-
-    module, _, name = path.rpartition(".")
-    try:
-        return isinstance(getattr(importlib.import_module(module), name), type)
-    except (ImportError, AttributeError):
-        return False
 
 
 def _objective(booster: Any, fmt: str) -> str:

@@ -52,8 +52,18 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
-    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",  # a user's MLP(solver="sgd")
     "sklearn.model_selection._split.StratifiedKFold",  # the stacking meta-learner's cv
+    # ... and in users' models (`models add`): MLP(solver="sgd"), CalibratedClassifierCV,
+    # SimpleImputer's dtype, GridSearchCV's scorer, KNN trees, Voting/Stacking's named estimators
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "numpy.dtype",
+    "sklearn.metrics._scorer._PassthroughScorer",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.utils._bunch.Bunch",
     # pool and user members: their state holds the booster as LightGBM model text / XGBoost UBJ
     # bytes; ClassColumns reorders a user model's output columns
     f"{_CORE}.members.boosters.LightGBMMember",
