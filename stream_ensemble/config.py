@@ -143,6 +143,10 @@ class WorkerConfig:
     registry: Path = Path("var/registry")
     ensemble: str = "default"
     explain: str = "summary"
+    # Input contract (README, Topics and contracts): the highest level an event may ask for
+    # (full costs ~8x summary) and the least share of known, non-null features.
+    max_explain: str = "summary"
+    min_known_share: float = 0.5
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     deploy_poll_s: float = 0.5
@@ -166,8 +170,10 @@ class WorkerConfig:
             raise ConfigError(f"metrics port must be in 0..65535 (0: no metrics server), got {self.metrics_port}")
         if self.metrics_port:
             check_host_port(f"{self.metrics_host}:{self.metrics_port}", "metrics address")
-        if self.explain not in EXPLAIN_LEVELS:
-            raise ConfigError(f"explain level must be one of {', '.join(EXPLAIN_LEVELS)}, got {self.explain!r}")
+        if self.explain not in EXPLAIN_LEVELS or self.max_explain not in EXPLAIN_LEVELS:
+            raise ConfigError(f"explain levels must be one of {', '.join(EXPLAIN_LEVELS)}, got {self.explain!r}, max {self.max_explain!r}")
+        if not 0.0 <= self.min_known_share <= 1.0:
+            raise ConfigError(f"minimum known-feature share must be in [0, 1], got {self.min_known_share}")
         if not self.ensemble:
             raise ConfigError("ensemble name must not be empty")
 
@@ -287,6 +293,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker.metrics_port", "SE_METRICS_PORT", "--metrics-port", "Serve /metrics, /healthz, /readyz on this port (0: off)."),
     Setting("worker.metrics_host", "SE_METRICS_HOST", "--metrics-host", "Address the metrics server binds (0.0.0.0 to expose it)."),
     Setting("worker.explain", "SE_EXPLAIN", "--explain", "Explanation level: none, summary or full."),
+    Setting("worker.max_explain", "SE_MAX_EXPLAIN", "--max-explain", "Highest explanation level an event's explain field may ask for."),
+    Setting("worker.min_known_share", "SE_MIN_KNOWN_SHARE", "--min-known-share", "Least share of the ensemble's features an event must give, non-null (else DLQ, too_few_features)."),
     Setting("worker.deploy_poll_s", "SE_DEPLOY_POLL_S", "--deploy-poll-s", "Seconds between reads of se:deploy:<ensemble> (hot deploy; 0: off)."),
     Setting("worker.member_deadline_s", "SE_MEMBER_DEADLINE_S", "--member-deadline-s", "Longest wait for one member on one batch, seconds (0: no deadline)."),
     Setting("worker.breaker_failures", "SE_BREAKER_FAILURES", "--breaker-failures", "Consecutive whole-batch failures that open a member's breaker (0: off)."),

@@ -32,6 +32,8 @@ log = logging.getLogger("stream_ensemble")
 @click.option("--max-wait-ms", type=click.IntRange(1, 10_000), default=None, help="Same as --max-wait-s, in milliseconds.")
 @setting_option("redis.cache_ttl_s", "cache_ttl", type=click.IntRange(min=0))
 @setting_option("worker.explain", type=click.Choice(["none", "summary", "full"]))
+@setting_option("worker.max_explain", type=click.Choice(["none", "summary", "full"]))
+@setting_option("worker.min_known_share", type=click.FloatRange(0.0, 1.0))
 @setting_option("kafka.partitions", type=click.IntRange(1, 1000))
 @setting_option("kafka.session_timeout_s", type=click.FloatRange(1.0, 1800.0))
 @setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
@@ -49,7 +51,7 @@ log = logging.getLogger("stream_ensemble")
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
           dlq_topic: str | None, dlq_max_bytes: int | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
-          cache_ttl: int | None, explain: str | None, partitions: int | None, session_timeout_s: float | None,
+          cache_ttl: int | None, explain: str | None, max_explain: str | None, min_known_share: float | None, partitions: int | None, session_timeout_s: float | None,
           metrics_port: int | None,
           metrics_host: str | None, deploy_poll_s: float | None, member_deadline_s: float | None,
           breaker_failures: int | None, breaker_cooldown_s: float | None, fallback: str | None,
@@ -80,6 +82,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         kafka__poll_timeout_s=max_wait_ms / 1000.0 if max_wait_ms is not None else max_wait_s,
         kafka__partitions=partitions, kafka__session_timeout_s=session_timeout_s, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
+        worker__max_explain=max_explain, worker__min_known_share=min_known_share,
         worker__metrics_port=metrics_port, worker__metrics_host=metrics_host, worker__deploy_poll_s=deploy_poll_s,
         worker__member_deadline_s=member_deadline_s, worker__breaker_failures=breaker_failures,
         worker__breaker_cooldown_s=breaker_cooldown_s, worker__fallback=fallback,
@@ -114,7 +117,8 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
     service = ScoringService(
         ens, health,
         RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain, cfg.redis.key_prefix,
-        guard=new_guard(), fallback=cfg.worker.fallback,
+        guard=new_guard(), fallback=cfg.worker.fallback, max_explain=cfg.worker.max_explain,
+        min_known_share=cfg.worker.min_known_share,
     )
     router = _router(cfg, service, client, health, new_guard)
     stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.kafka_stats}
@@ -201,7 +205,8 @@ def _router(cfg: Any, champion: Any, client: Any, health: Any, new_guard: Any) -
         ens = load_serving_ensemble(Registry(cfg.worker.registry), name, int(v))
         log.info("loaded %s for an experiment", ens.tag, extra={"event": "experiment_version", "version": ens.tag})
         return ScoringService(ens, health, RedisCache(client), cfg.redis.cache_ttl_s, cfg.worker.explain,
-                              cfg.redis.key_prefix, guard=new_guard(), fallback=cfg.worker.fallback)
+                              cfg.redis.key_prefix, guard=new_guard(), fallback=cfg.worker.fallback,
+                              max_explain=cfg.worker.max_explain, min_known_share=cfg.worker.min_known_share)
 
     return ExperimentRouter(champion, cfg.worker.ensemble, lambda: store.read(cfg.worker.ensemble), load,
                             cfg.ab.refresh_s)

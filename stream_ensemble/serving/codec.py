@@ -25,6 +25,9 @@ SCHEMA_VERSION = 1
 MULTICLASS_SCHEMA_VERSION = 2
 _EXPLAIN = frozenset(("none", "summary", "full"))
 _FEATURE_TYPES = frozenset((int, float, str, type(None)))
+#: Latest accepted event time, 3000-01-01T00:00:00Z: a larger value is a unit error
+#: (milliseconds or nanoseconds) or garbage (1e300), not a time.
+MAX_TIMESTAMP = 32_503_680_000.0
 
 
 class DecodeError(SchemaError):
@@ -53,10 +56,19 @@ def decode_event(value: bytes | None) -> Event:
     ------
     DecodeError
         Not JSON, not an object, or a field violates the feature-event schema. The
-        reason names the field.
+        reason names the field. Never another exception, whatever the bytes
+        (``tests/unit/test_codec_properties.py``).
+
+    Notes
+    -----
+    A string is a valid feature value here (categorical features); a string given for a
+    *numeric* feature is refused when the batch is encoded (``feature_type``): a string is
+    never a number, ``"17.99"`` and ``"nan"`` included.
     """
     if value is None:
         raise DecodeError("empty", "message has no value (tombstone)")
+    if not value.strip():
+        raise DecodeError("empty", f"message value is empty ({len(value)} bytes of whitespace)")
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -71,17 +83,19 @@ def decode_event(value: bytes | None) -> Event:
     if not isinstance(entity_id, str) or not 1 <= len(entity_id) <= 256:
         raise DecodeError("schema", "entity_id must be a string of 1..256 characters", eid)
     ts = doc.get("timestamp")
-    if not isinstance(ts, (int, float)) or isinstance(ts, bool) or ts < 0:
-        raise DecodeError("schema", "timestamp must be a number >= 0 (seconds since the epoch)", eid)
+    # orjson refuses NaN and numbers that overflow a double, so a float here is finite.
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not 0 <= ts <= MAX_TIMESTAMP:
+        raise DecodeError("schema", f"timestamp must be a number in [0, {MAX_TIMESTAMP:.0f}] (seconds since the epoch, "
+                          "before the year 3000)", eid)
     features = doc.get("features")
     if not isinstance(features, dict) or not features:
         raise DecodeError("schema", "features must be a non-empty object", eid)
     # Exact class test: one set lookup per value, and bool (a subclass of int) is rejected.
     for name, v in features.items():
         if v.__class__ not in _FEATURE_TYPES:
-            raise DecodeError("schema", f"feature {name!r} must be a number, string or null", eid)
+            raise DecodeError("schema", f"feature {name[:200]!r} must be a number, string or null", eid)
     explain = doc.get("explain")
-    if explain is not None and explain not in _EXPLAIN:
+    if explain is not None and (explain.__class__ is not str or explain not in _EXPLAIN):  # a list is unhashable
         raise DecodeError("schema", "explain must be one of none, summary, full", eid)
     return Event(event_id, entity_id, float(ts), features, explain)
 

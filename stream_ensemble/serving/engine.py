@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import orjson
 
+from stream_ensemble.config import EXPLAIN_LEVELS
 from stream_ensemble.core.members.guard import MemberGuard
 from stream_ensemble.ports import HealthStore, PredictionCache
 from stream_ensemble.serving.body_bytes import encode_bodies
@@ -64,6 +65,12 @@ class ScoringService:
     fallback : {"prior", "dlq"}
         An event no member could score gets the class prior at confidence 0 (flagged
         ``degraded_reason: prior_only``) or goes to the DLQ (``error_type: no_member``).
+    max_explain : str
+        Highest level an event's ``explain`` field may ask for (``full`` costs ~8x
+        ``summary``); a higher request gets this level, or ``explain`` when that is higher.
+    min_known_share : float
+        Least share of the encoder's features an event must give, present and non-null;
+        below it the event is dead-lettered (``too_few_features``).
     """
 
     def __init__(
@@ -79,7 +86,11 @@ class ScoringService:
         clock: Callable[[], float] = time.time,
         guard: MemberGuard | None = None,
         fallback: str = "prior",
+        max_explain: str = "summary",
+        min_known_share: float = 0.5,
     ) -> None:
+        self.max_explain = max_explain
+        self.min_known_share = min_known_share
         self.guard = guard
         self.fallback = fallback
         self.ensemble = ensemble
@@ -122,7 +133,7 @@ class ScoringService:
         healthy = self.ensemble.health_vector(self.health.down())
         selection = self.ensemble.strategy.selection_id(healthy)
         result.selection_id = selection
-        levels = [ev.explain or self.explain for _, ev in events]
+        levels = self._levels(events)
         n = len(events)
         # With the cache off there are no keys, no lookups and no per-event cache encoding.
         keys: list[str] | None = None
@@ -136,7 +147,7 @@ class ScoringService:
         # Identical feature vectors in one batch are scored once (a key is features + level);
         # without the cache, the features' bytes in field order are the (cheaper) key.
         dedupe: list[str] | list[tuple[bytes, str]] = keys if keys is not None else [
-            (orjson.dumps(ev.features), lv) for (_, ev), lv in zip(events, levels)]
+            (self._used_features(ev), lv) for (_, ev), lv in zip(events, levels)]
         first_of: list[int] = list(range(n))
         seen: dict[object, int] = {}
         for i in miss:
@@ -189,11 +200,22 @@ class ScoringService:
         return result
 
     # ------------------------------------------------------------- helpers
+    def _levels(self, events: list[tuple[RawMessage, Event]]) -> list[str]:
+        """Explanation level per event: its own request, capped by ``max_explain``."""
+        order = EXPLAIN_LEVELS.index
+        cap = max(order(self.max_explain), order(self.explain))
+        return [self.explain if ev.explain is None else EXPLAIN_LEVELS[min(order(ev.explain), cap)] for _, ev in events]
+
+    def _used_features(self, ev: Event) -> bytes:
+        """The values of the features the encoder uses, in its order (absent = null): fields it
+        ignores (a per-request nonce) must not split the cache or the in-batch de-duplication."""
+        get = ev.features.get
+        return orjson.dumps([get(name) for name in self.ensemble.encoder.feature_names_])
+
     def _cache_key(self, selection: str, ev: Event, level: str) -> str:
-        # Features are hashed with sorted keys so field order does not split the cache; the
-        # selection id changes with the healthy set, so a member marked down is never
+        # The selection id changes with the healthy set, so a member marked down is never
         # served from a score that used it.
-        digest = hashlib.blake2b(orjson.dumps(ev.features, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(self._used_features(ev), digest_size=16).hexdigest()
         return f"{self.key_prefix}:cache:{self.ensemble.tag}:{selection}:{level}:{digest}"
 
     def _score_misses(
@@ -214,8 +236,8 @@ class ScoringService:
         degraded : dict
             Batch position -> degraded reason of the rows scored degraded (never cached).
         """
-        encoded = self.ensemble.encoder.transform_records([ev.features for _, ev in items])
-        rejected = {positions[row]: (reason, "feature_type") for row, reason in encoded.errors.items()}
+        encoded = self.ensemble.encoder.transform_records([ev.features for _, ev in items], self.min_known_share)
+        rejected = {positions[row]: (reason, encoded.kinds.get(row, "feature_type")) for row, reason in encoded.errors.items()}
         ok_rows = np.flatnonzero(encoded.ok)
         if ok_rows.size == 0:
             return {}, rejected, {}
@@ -231,7 +253,9 @@ class ScoringService:
             batch.degraded[batch.degraded < 0] = DEGRADED_REASONS.index(HEALTH_UNKNOWN)
         codes = batch.degraded.tolist()
         degraded = {positions[r]: DEGRADED_REASONS[c] for r, c in zip(ok_rows, codes) if c >= 0}
-        bodies = {positions[r]: body for r, body in zip(ok_rows, self._bodies(batch))}
+        # ``imputed`` is a function of the used features, like the rest of the cached body.
+        imputed = encoded.imputed[ok_rows].tolist()
+        bodies = {positions[r]: b'{"imputed":%d,' % k + body[1:] for r, k, body in zip(ok_rows, imputed, self._bodies(batch))}
         if self.fallback == "dlq":
             for pos in [p for p, why in degraded.items() if why == PRIOR_ONLY]:
                 del bodies[pos], degraded[pos]

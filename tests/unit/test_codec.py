@@ -78,3 +78,18 @@ def test_dlq_record_keeps_original_bytes_and_matches_schema() -> None:
     assert base64.b64decode(rec["original"]) == original
     assert rec["source"] == {"topic": "features", "partition": 0, "offset": 42}
     assert rec["reason"] == "not valid JSON"
+
+
+@pytest.mark.parametrize("value", [b"", b"  \n"])
+def test_an_empty_value_is_typed_empty(value: bytes) -> None:
+    with pytest.raises(DecodeError) as e:
+        decode_event(value)
+    assert e.value.kind == "empty"
+
+
+@pytest.mark.parametrize(("doc", "valid"), [
+    ({**GOOD, "timestamp": 1e300}, False), ({**GOOD, "timestamp": 32503680001}, False),
+    ({**GOOD, "timestamp": 32503680000}, True), ({**GOOD, "explain": ["full"]}, False),
+])
+def test_timestamp_bound_and_explain_type_agree_with_schema(doc: dict, valid: bool) -> None:
+    test_codec_and_schema_agree(doc, valid)

@@ -136,7 +136,7 @@ def test_duplicates_in_a_batch_are_scored_once_and_all_accounted(small_ensemble:
 
 
 def test_explanation_levels_and_contributions_add_up(small_ensemble: ServingEnsemble, records: list[dict]) -> None:
-    service = ScoringService(small_ensemble, InMemoryHealth({"decision_tree"}), None, explain="summary")
+    service = ScoringService(small_ensemble, InMemoryHealth({"decision_tree"}), None, explain="summary", max_explain="full")
     batch = [raw(msg(0, records[0])), raw(msg(1, records[1], explain="full")), raw(msg(2, records[2], explain="none"))]
     docs = [orjson.loads(v) for _, v, _ in service.handle(batch).scored]
     summary, full, none = docs

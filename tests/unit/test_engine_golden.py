@@ -8,7 +8,10 @@ batch with cache hits, duplicates in the batch, a member marked down and malform
 
 The one intended change: an explanation lists only the members that ran and those the
 all-healthy selection runs (it used to list every member of the pool). The reference builds
-the old every-member payload and drops the other members from it.
+the old every-member payload and drops the other members from it. Later additions the
+reference follows: the ``imputed`` count first in the body, the cache key over the values of
+the encoder's features only (in its order), per-event ``explain`` capped (the service here
+allows ``full``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def _reference_handle(ens: ServingEnsemble, msgs: list[bytes], down: frozenset[s
     levels = [ev.explain or explain for ev in events]
     keys = [
         f"se:cache:{ens.tag}:{selection}:{lv}:"
-        + hashlib.blake2b(orjson.dumps(ev.features, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+        + hashlib.blake2b(orjson.dumps([ev.features.get(k) for k in ens.encoder.feature_names_]), digest_size=16).hexdigest()
         for ev, lv in zip(events, levels)
     ]
     enc = ens.encoder.transform_records([ev.features for ev in events])
@@ -66,6 +69,7 @@ def _reference_handle(ens: ServingEnsemble, msgs: list[bytes], down: frozenset[s
     for b, i in enumerate(ok_rows):
         member = np.round(batch.member_positive[b], 6)
         bodies[int(i)] = {
+            "imputed": int(enc.imputed[i]),
             "probability": float(np.round(batch.proba[b, 1], 6)),
             "decision": int(batch.decision[b]),
             "label": names[int(batch.decision[b])],
@@ -168,7 +172,7 @@ def test_engine_matches_reference(small_ensemble: ServingEnsemble, subset_ensemb
         small_ensemble = subset_ensemble
     msgs = _batch(records)
     cache = InMemoryCache()
-    service = ScoringService(small_ensemble, InMemoryHealth(set(down)), cache if with_cache else None)
+    service = ScoringService(small_ensemble, InMemoryHealth(set(down)), cache if with_cache else None, max_explain="full")
     warm = msgs[:20]  # first pass fills the cache; the second batch mixes hits and misses
     ref_cache: dict[str, bytes] = {}  # filled by the reference when the engine caches
     for passno, batch in enumerate((warm, msgs)):

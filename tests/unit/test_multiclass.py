@@ -85,7 +85,7 @@ def test_explicit_binary_only_strategy_is_refused_for_k_classes(tmp_path: Path) 
 def test_wine_events_carry_per_class_probabilities(wine_ensemble: ServingEnsemble) -> None:
     data = load_bundled("wine")
     recs = data.records()
-    service = ScoringService(wine_ensemble, InMemoryHealth(), InMemoryCache())
+    service = ScoringService(wine_ensemble, InMemoryHealth(), InMemoryCache(), max_explain="full")
     msgs = [raw(orjson.dumps({"event_id": f"e{i}", "entity_id": f"u{i}", "timestamp": 1.0, "features": recs[i],
                               "explain": "full" if i % 2 else "summary"}), offset=i) for i in range(len(recs))]
     result = service.handle(msgs)
@@ -111,7 +111,7 @@ def test_wine_events_carry_per_class_probabilities(wine_ensemble: ServingEnsembl
 def test_binary_schema_rejects_probabilities_and_v2_requires_them() -> None:
     validator = Draft202012Validator(SCHEMA)
     base = {"schema_version": 1, "event_id": "e", "entity_id": "u", "timestamp": 1, "scored_at": 1,
-            "ensemble_version": "x@v1", "probability": 0.5, "decision": 1, "label": "y", "confidence": 0.5,
+            "ensemble_version": "x@v1", "imputed": 0, "probability": 0.5, "decision": 1, "label": "y", "confidence": 0.5,
             "models_used": [], "model_probabilities": {}, "degraded": False, "degraded_reason": None, "latency_ms": 1,
             "cache_hit": False, "arm": "champion"}
     assert not list(validator.iter_errors(base))

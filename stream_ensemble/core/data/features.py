@@ -7,15 +7,19 @@ one pass (members never see raw records).
 Numeric columns: missing values (``None``, NaN, absent key) are imputed with the training
 median, then standardised. Categorical columns: one-hot over the training categories (the
 ``max_categories`` most frequent); an unseen or missing category encodes as all zeros.
-A numeric column that receives a non-numeric value is an error for that row only
-(``bad_rows`` reports it), never for the batch.
+On the serving path a row is refused, alone, never the batch (``EncodedBatch.errors`` /
+``kinds``): a numeric feature given anything but a JSON number or null -- a string is never
+a number, ``"17.99"`` included (``feature_type``); fewer than ``min_known_share`` of the
+encoder's features present and non-null (``too_few_features``: a producer's typo in feature
+names would otherwise be scored on medians alone); a standardised value beyond
+:data:`MAX_ABS_Z` or non-finite (``out_of_range``: ``1e308`` overflows in standardisation).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -23,6 +27,10 @@ import numpy as np
 
 from stream_ensemble.errors import ModelPoolError
 from stream_ensemble.types import Matrix
+
+#: Largest standardised magnitude a served value may have: |z| beyond it is no measurement of
+#: the population the members were trained on (a wrong unit, a sentinel such as 1e308).
+MAX_ABS_Z = 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +45,19 @@ class EncodedBatch:
         True where the record encoded; ``X`` holds exactly these rows.
     errors : dict
         Row index -> reason, for the rows where ``ok`` is False.
+    imputed : ndarray of shape (n_records,), int
+        Features of the encoder absent, null or NaN in each record (imputed / encoded as
+        missing).
+    kinds : dict
+        Row index -> error class (``feature_type``, ``too_few_features``, ``out_of_range``)
+        for the rows of ``errors``.
     """
 
     X: Matrix
     ok: np.ndarray
     errors: dict[int, str]
+    imputed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    kinds: dict[int, str] = field(default_factory=dict)
 
 
 class FeatureEncoder:
@@ -126,16 +142,22 @@ class FeatureEncoder:
         cats = [[None if _is_missing(v) else str(v) for v in columns[c]] for c in self.categorical]
         return self._assemble(num, cats)
 
-    def transform_records(self, records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
+    def transform_records(self, records: Sequence[Mapping[str, Any]], min_known_share: float = 0.0,
+                          max_abs_z: float | None = None) -> EncodedBatch:
         """Encode a batch of feature dicts (serving path).
 
-        An absent key or ``None`` is a missing value (imputed). A value of the wrong type
-        marks that row bad; the other rows are still encoded.
+        An absent key or ``None`` is a missing value (imputed). A row is refused alone (see
+        the module docstring); the other rows are still encoded.
 
         Parameters
         ----------
         records : sequence of dict
             One feature dict per event, length n_records.
+        min_known_share : float, default=0.0
+            Least share of the encoder's features a record must give (present, non-null).
+        max_abs_z : float, optional
+            Largest accepted magnitude of a standardised numeric value (default
+            :data:`MAX_ABS_Z`, read at each call).
 
         Returns
         -------
@@ -144,27 +166,16 @@ class FeatureEncoder:
         n = len(records)
         ok = np.ones(n, dtype=bool)
         errors: dict[int, str] = {}
+        kinds: dict[int, str] = {}
         if self.numeric:
-            rows = self._numeric_rows(records)
-            try:
-                # Fast path: one C-level conversion for the whole batch (None -> NaN).
-                num = np.array(rows, dtype=np.float64).reshape(n, len(self.numeric))
-            except (TypeError, ValueError):
-                num = np.empty((n, len(self.numeric)))
-                for i, row in enumerate(rows):
-                    try:
-                        num[i] = np.array(row, dtype=np.float64)
-                    except (TypeError, ValueError):
-                        bad = [c for c, v in zip(self.numeric, row) if not _is_number(v)]
-                        errors[i] = f"non-numeric value for numeric feature(s): {', '.join(bad)}"
-                        ok[i] = False
-                        num[i] = np.nan
+            num = self._numeric_matrix(records, ok, errors)
             if np.isinf(num).any():
                 for bad_row in np.flatnonzero(np.isinf(num).any(axis=1)).tolist():
                     errors[bad_row] = "infinite value in numeric feature"
                     ok[bad_row] = False
         else:
             num = np.zeros((n, 0))
+        imputed = np.isnan(num).sum(axis=1).astype(np.int64)
         cats: list[list[str | None]] = []
         for c in self.categorical:
             col: list[str | None] = []
@@ -178,9 +189,63 @@ class FeatureEncoder:
                     errors[i] = f"categorical feature {c!r} must be a string"
                     ok[i] = False
                     col.append(None)
+            imputed += np.fromiter((v is None for v in col), np.int64, n)
             cats.append(col)
+        kinds.update((i, "feature_type") for i in errors)
+        self._check_known_share(records, imputed, min_known_share, ok, errors, kinds)
         X = self._assemble(num, cats)
-        return EncodedBatch(X=X[ok], ok=ok, errors=errors)
+        self._check_magnitude(X, MAX_ABS_Z if max_abs_z is None else max_abs_z, ok, errors, kinds)
+        return EncodedBatch(X=X[ok], ok=ok, errors=errors, imputed=imputed, kinds=kinds)
+
+    def _numeric_matrix(self, records: Sequence[Mapping[str, Any]], ok: np.ndarray, errors: dict[int, str]) -> np.ndarray:
+        """Raw numeric values, shape (n_records, n_numeric), NaN where missing or refused."""
+        n = len(records)
+        rows = self._numeric_rows(records)
+        try:
+            # Fast path: one C-level conversion for the whole batch (None -> NaN). numpy
+            # parses numeric strings, so a batch holding any string takes the per-row path.
+            if str in {v.__class__ for row in rows for v in row}:
+                raise TypeError("a string among numeric values")
+            return np.array(rows, dtype=np.float64).reshape(n, len(self.numeric))
+        except (TypeError, ValueError):
+            num = np.empty((n, len(self.numeric)))
+            for i, row in enumerate(rows):
+                bad = [c for c, v in zip(self.numeric, row) if not _is_number(v)]
+                if bad:
+                    errors[i] = f"numeric feature(s) must be a JSON number or null (a string is not a number): {', '.join(bad)}"
+                    ok[i] = False
+                    num[i] = np.nan
+                else:
+                    num[i] = np.array(row, dtype=np.float64)
+            return num
+
+    def _check_known_share(self, records: Sequence[Mapping[str, Any]], imputed: np.ndarray, min_share: float,
+                           ok: np.ndarray, errors: dict[int, str], kinds: dict[int, str]) -> None:
+        width = len(self.feature_names_)
+        known = width - imputed
+        for i in np.flatnonzero(ok & (known < min_share * width)).tolist():
+            names = set(self.feature_names_)
+            unknown = sorted(str(k) for k in records[i] if k not in names)
+            hint = f"; unknown features: {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}" if unknown else ""
+            errors[i] = (f"only {int(known[i])} of the {width} features the ensemble uses are present and non-null "
+                         f"(minimum share {min_share:g}){hint}")
+            kinds[i] = "too_few_features"
+            ok[i] = False
+
+    def _check_magnitude(self, X: np.ndarray, max_abs_z: float, ok: np.ndarray, errors: dict[int, str],
+                         kinds: dict[int, str]) -> None:
+        k = len(self.numeric)
+        if k == 0:
+            return
+        with np.errstate(all="ignore"):
+            z = np.abs(X[:, :k])
+            bad = ~(z <= max_abs_z)  # NaN and inf compare False
+        for i in np.flatnonzero(ok & bad.any(axis=1)).tolist():
+            worst = int(np.argmax(np.where(np.isnan(z[i]), np.inf, z[i])))
+            errors[i] = (f"numeric feature {self.numeric[worst]!r} is {z[i, worst]:.3g} standard deviations from its "
+                         f"training mean (limit {max_abs_z:g}, or not finite after standardisation)")
+            kinds[i] = "out_of_range"
+            ok[i] = False
 
     def _numeric_rows(self, records: Sequence[Mapping[str, Any]]) -> list[Any]:
         # itemgetter does the per-record lookups in C; records with an absent key (rare)
