@@ -8,7 +8,12 @@
 #
 # Environment (defaults):
 #   REDIS_PORT           6379
-#   REDIS_DIR            $REPO/var/redis     working dir, redis.pid, redis.log
+#   REDIS_DIR            $REPO/var/redis     working dir, redis.pid, redis.log, the AOF (appendonlydir)
+#   REDIS_MAXMEMORY      512mb               memory bound; policy volatile-lru: only keys with a TTL
+#                                            (the prediction cache) are evicted, never the health,
+#                                            deploy or experiment keys (they have none)
+#   REDIS_APPENDONLY     yes                 AOF persistence (appendfsync everysec): health marks,
+#                                            deploy targets and experiments survive a restart
 #   REDIS_START_TIMEOUT  20 s
 #   REDIS_STOP_TIMEOUT   10 s (grace between SIGTERM and SIGKILL)
 #   OPS_RECORD_FILE      if set, "redis<TAB>$REDIS_DIR" is appended when this call started redis
@@ -25,6 +30,10 @@ mkdir -p "$REDIS_DIR"
 REDIS_DIR="$(cd "$REDIS_DIR" && pwd)"
 REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-20}"
 REDIS_STOP_TIMEOUT="${REDIS_STOP_TIMEOUT:-10}"
+REDIS_MAXMEMORY="${REDIS_MAXMEMORY:-512mb}"
+REDIS_APPENDONLY="${REDIS_APPENDONLY:-yes}"
+[[ "$REDIS_APPENDONLY" == yes || "$REDIS_APPENDONLY" == no ]] || { echo "redis: ERROR: REDIS_APPENDONLY must be yes or no, got '$REDIS_APPENDONLY'" >&2; exit 2; }
+[[ "$REDIS_MAXMEMORY" =~ ^[0-9]+([kKmMgG][bB]?)?$ ]] || { echo "redis: ERROR: REDIS_MAXMEMORY must be a size such as 512mb, got '$REDIS_MAXMEMORY'" >&2; exit 2; }
 HOST=127.0.0.1
 PIDFILE="$REDIS_DIR/redis.pid"
 LOGFILE="$REDIS_DIR/redis.log"
@@ -87,7 +96,8 @@ do_start() {
   rm -f "$PIDFILE"
   redis-server --port "$REDIS_PORT" --bind "$HOST" --daemonize yes \
     --pidfile "$PIDFILE" --logfile "$LOGFILE" --dir "$REDIS_DIR" \
-    --save '' --appendonly no 9>&- < /dev/null \
+    --save '' --appendonly "$REDIS_APPENDONLY" --appendfsync everysec \
+    --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy volatile-lru 9>&- < /dev/null \
     || die "redis-server failed to start (log: $LOGFILE)"
   if ! wait_ping; then
     tail -n 30 "$LOGFILE" >&2 || true
@@ -96,7 +106,7 @@ do_start() {
   fi
   pid="$(our_pid || echo '?')"
   [[ -n "${OPS_RECORD_FILE:-}" ]] && printf 'redis\t%s\n' "$REDIS_DIR" >> "$OPS_RECORD_FILE"
-  say "started Redis $(redis-server --version | awk '{print $3}' | sed 's/^v=//') on $HOST:$REDIS_PORT (pid $pid) in $(since "$t0") s; log $LOGFILE"
+  say "started Redis $(redis-server --version | awk '{print $3}' | sed 's/^v=//') on $HOST:$REDIS_PORT (pid $pid) in $(since "$t0") s; appendonly $REDIS_APPENDONLY, maxmemory $REDIS_MAXMEMORY volatile-lru; log $LOGFILE"
 }
 
 do_stop() {
