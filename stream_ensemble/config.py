@@ -55,6 +55,10 @@ class KafkaConfig:
     # Cap of one DLQ record (the original is truncated to fit; its size and sha256 are kept):
     # below the producer's message.max.bytes (1,000,000) so a huge bad event cannot stop the worker.
     dlq_max_bytes: int = 900_000
+    # How long the group waits for a silent worker (kill -9) before giving its partitions to
+    # the others; 6 s is the least a default broker accepts (group.min.session.timeout.ms).
+    # Heartbeats come from librdkafka's own thread, so a slow batch does not expire it.
+    session_timeout_s: float = 6.0
     partitions: int = 4
     # Security (librdkafka names): applied to the consumer, the producer and the admin client.
     security_protocol: str = "PLAINTEXT"
@@ -75,6 +79,8 @@ class KafkaConfig:
             raise ConfigError(f"batch size must be in 1..100000, got {self.batch_size}")
         if self.poll_timeout_s <= 0 or self.delivery_timeout_s <= 0:
             raise ConfigError("poll and delivery timeouts must be positive")
+        if not 1.0 <= self.session_timeout_s <= 1800.0:
+            raise ConfigError(f"session timeout must be in [1, 1800] s (brokers accept 6..1800 by default), got {self.session_timeout_s}")
         if not 1 <= self.partitions <= 1000:
             raise ConfigError(f"partitions must be in 1..1000, got {self.partitions}")
         if not 4096 <= self.dlq_max_bytes <= 990_000:
@@ -261,6 +267,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kafka.poll_timeout_s", "SE_MAX_WAIT_S", "--max-wait-s", "Longest wait to fill a batch, seconds (latency vs batch size)."),
     Setting("kafka.delivery_timeout_s", "SE_DELIVERY_TIMEOUT_S", "--delivery-timeout-s", "Seconds an output may wait for its broker acknowledgement."),
     Setting("kafka.dlq_max_bytes", "SE_DLQ_MAX_BYTES", "--dlq-max-bytes", "Cap of one DLQ record, bytes (a longer original is truncated; size and sha256 kept)."),
+    Setting("kafka.session_timeout_s", "SE_SESSION_TIMEOUT_S", "--session-timeout-s", "Seconds before the group gives a silent worker's partitions to the others (failover after kill -9)."),
     Setting("kafka.partitions", "SE_PARTITIONS", "--partitions", "Partitions when creating missing topics (and the count serve expects)."),
     Setting("kafka.security_protocol", "SE_KAFKA_SECURITY_PROTOCOL", "--kafka-security-protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
     Setting("kafka.sasl_mechanism", "SE_KAFKA_SASL_MECHANISM", "--kafka-sasl-mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."),

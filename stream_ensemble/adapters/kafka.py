@@ -81,8 +81,8 @@ class KafkaSource:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": 10000,
-            "heartbeat.interval.ms": 1000,
+            "session.timeout.ms": int(cfg.session_timeout_s * 1000),
+            "heartbeat.interval.ms": min(1000, int(cfg.session_timeout_s * 1000 / 3)),
             "max.poll.interval.ms": 300000,
             "fetch.wait.max.ms": 50,
             # after a broker outage, reconnect within 1 s (librdkafka's default backoff grows to 10 s)

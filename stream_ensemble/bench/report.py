@@ -203,13 +203,17 @@ def _leaderboard(datasets: Mapping[str, Any]) -> list[str]:
     rows = []
     for name, d in datasets.items():
         cals = d.get("calibration_per_split", [])
+        per_split = d.get("test_log_loss_per_split", {})
         rows.append([
             name, ", ".join(d.get("best_single_per_split", [])), ", ".join(d.get("default_per_split", [])),
+            " / ".join(f"{_fmt(a)} vs {_fmt(b)}" for a, b in zip(per_split.get("default", []),
+                                                                 per_split.get("best_single", []), strict=False)) or "–",
             ", ".join(str(c.get("runner_up")) for c in d.get("strategy_choice_per_split", [])),
             ", ".join(d.get("confidence", {}).get("measure_per_split", [])),
             ", ".join(str(c.get("method")) for c in cals),
         ])
-    lines += _table(["dataset", "best single", "default", "runner-up", "confidence", "calibration map"], rows) + [""]
+    lines += _table(["dataset", "best single", "default", "default vs best single, test log loss per split", "runner-up",
+                     "confidence", "calibration map"], rows) + [""]
     notes = [f"- {name}, split {r}: {c.get('reason')}" for name, d in datasets.items()
              for r, c in enumerate(d.get("calibration_per_split", [])) if c.get("method") == "none"]
     if notes:

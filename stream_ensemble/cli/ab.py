@@ -226,8 +226,12 @@ def ab_evaluate(ctx: click.Context, bootstrap: str | None, scores_topic: str | N
     )  # fmt: skip
     _store(cfg)  # Redis reachable, else one line and exit 1
     ab_cfg, k = cfg.ab, cfg.kafka
+    # The internal re-keying topic too: when faust creates it itself, its group can be formed
+    # before the topic is in the metadata ("Ignoring missing topic: <app id>-joinable"), and
+    # then the join agent is assigned nothing and joins nothing (seen under load).
     ensure_topics(k, [(k.scores_topic, k.partitions), (ab_cfg.shadow_topic, k.partitions),
-                      (ab_cfg.outcomes_topic, k.partitions), (ab_cfg.outcomes_dlq_topic, 1)])
+                      (ab_cfg.outcomes_topic, k.partitions), (ab_cfg.outcomes_dlq_topic, 1),
+                      (f"{ab_cfg.app_id}-joinable", k.partitions)])
     from stream_ensemble.ab.faust_app import run
 
     root = ctx.find_root().obj or {}

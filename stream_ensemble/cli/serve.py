@@ -33,6 +33,7 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("redis.cache_ttl_s", "cache_ttl", type=click.IntRange(min=0))
 @setting_option("worker.explain", type=click.Choice(["none", "summary", "full"]))
 @setting_option("kafka.partitions", type=click.IntRange(1, 1000))
+@setting_option("kafka.session_timeout_s", type=click.FloatRange(1.0, 1800.0))
 @setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
 @setting_option("worker.metrics_host")
 @setting_option("worker.deploy_poll_s", type=click.FloatRange(0.0, 1.0))
@@ -48,7 +49,8 @@ log = logging.getLogger("stream_ensemble")
 def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, registry: Path | None, ensemble: str | None,
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
           dlq_topic: str | None, dlq_max_bytes: int | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
-          cache_ttl: int | None, explain: str | None, partitions: int | None, metrics_port: int | None,
+          cache_ttl: int | None, explain: str | None, partitions: int | None, session_timeout_s: float | None,
+          metrics_port: int | None,
           metrics_host: str | None, deploy_poll_s: float | None, member_deadline_s: float | None,
           breaker_failures: int | None, breaker_cooldown_s: float | None, fallback: str | None,
           shadow_topic: str | None, ab_refresh_s: float | None, max_idle: float | None) -> None:
@@ -76,7 +78,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         ctx, kafka__bootstrap=bootstrap, kafka__group_id=group_id, kafka__features_topic=features_topic,
         kafka__scores_topic=scores_topic, kafka__dlq_topic=dlq_topic, kafka__dlq_max_bytes=dlq_max_bytes, kafka__batch_size=batch_size,
         kafka__poll_timeout_s=max_wait_ms / 1000.0 if max_wait_ms is not None else max_wait_s,
-        kafka__partitions=partitions, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
+        kafka__partitions=partitions, kafka__session_timeout_s=session_timeout_s, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
         worker__metrics_port=metrics_port, worker__metrics_host=metrics_host, worker__deploy_poll_s=deploy_poll_s,
         worker__member_deadline_s=member_deadline_s, worker__breaker_failures=breaker_failures,

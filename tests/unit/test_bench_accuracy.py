@@ -212,6 +212,13 @@ def test_cli_csv_run_writes_json_md_png(tmp_path: Path) -> None:
     assert toy["calibration_per_split"][0]["reason"]
     md = out.with_suffix(".md").read_text()
     assert "best ensemble (oracle)" in md and "Per-split picks" in md
+    # What each split's pick cost on test, beside the best single member's.
+    per_split = toy["test_log_loss_per_split"]
+    assert per_split["default"][0] == pytest.approx(toy["methods"]["default"]["log_loss"])
+    assert f"{per_split['default'][0]:.4f} vs {per_split['best_single'][0]:.4f}" in md
+    assert doc["summary"]["goals"]["default_ge_caruana"]["holds"] == (
+        doc["summary"]["relative_log_loss_reduction"]["default"]["mean"]
+        >= doc["summary"]["relative_log_loss_reduction"]["caruana"]["mean"])
     # Given explicitly, it overrides --splits, and says so.
     res = CliRunner().invoke(bench, [
         "accuracy", "--csv", str(csv), "--label", "label", "--out", str(tmp_path / "more.json"), "--splits", "1",

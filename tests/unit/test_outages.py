@@ -75,3 +75,19 @@ def test_outage_is_two_log_lines_and_unknown_health_is_flagged(small_ensemble: S
     assert health.known and all(not d["degraded"] for d in docs), "marks read again: clean scores"
     states = [r.state for r in caplog.records if getattr(r, "event", None) == "redis"]
     assert states == ["down", "up"], "one line when the outage starts, one when it ends"
+
+
+def test_fault_settings_have_variables_and_ranges() -> None:
+    from stream_ensemble.config import KafkaConfig, WorkerConfig, load_config
+    from stream_ensemble.errors import ConfigError
+
+    cfg = load_config(env={"SE_SESSION_TIMEOUT_S": "7", "SE_MEMBER_DEADLINE_S": "0.25", "SE_BREAKER_FAILURES": "0",
+                           "SE_BREAKER_COOLDOWN_S": "5", "SE_FALLBACK": "dlq"})
+    assert cfg.kafka.session_timeout_s == 7.0 and cfg.worker.member_deadline_s == 0.25
+    assert cfg.worker.breaker_failures == 0 and cfg.worker.breaker_cooldown_s == 5.0 and cfg.worker.fallback == "dlq"
+    for bad in ({"session_timeout_s": 0.5}, {"session_timeout_s": 4000.0}):
+        with pytest.raises(ConfigError):
+            KafkaConfig(**bad)  # type: ignore[arg-type]
+    for bad in ({"member_deadline_s": -1.0}, {"breaker_cooldown_s": 0.0}, {"fallback": "drop"}):
+        with pytest.raises(ConfigError):
+            WorkerConfig(**bad)  # type: ignore[arg-type]
