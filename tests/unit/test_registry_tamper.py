@@ -254,3 +254,20 @@ def test_skops_file_calling_numpy_load_is_refused_by_models_add_and_registry(pla
     with pytest.raises(IntegrityError, match="outside the trusted list.*numpy.load"):
         Registry(root, RegistrySecurity()).load("models", "logreg")
     assert not marker.exists()
+
+
+def test_a_member_built_once_is_reused_but_tampering_afterwards_is_still_refused(plain: Path, tmp_path: Path) -> None:
+    root, marker = _copy(plain, tmp_path / "reg"), tmp_path / "ran"
+    reg = Registry(root, RegistrySecurity())
+    first, _ = reg.load("models", "logreg")
+    assert reg.load("models", "logreg")[0] is first  # same verified bytes: not rebuilt (hot deploy)
+    _pickle_attack(root, marker)
+    with pytest.raises(IntegrityError, match="it is a pickle"):
+        reg.load("models", "logreg")  # every load re-verifies before the memo is consulted
+    trusting = Registry(root, RegistrySecurity(trust_pickle=True))
+    assert trusting.load("models", "logreg")[0] == 0  # os.system's exit status: the payload ran...
+    assert marker.exists()  # ... only in a process that trusts pickles
+    marker.unlink()
+    with pytest.raises(IntegrityError, match="it is a pickle"):
+        reg.load("models", "logreg")  # and pickles are never memoised for the others
+    assert not marker.exists()

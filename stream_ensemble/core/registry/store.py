@@ -25,6 +25,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ from stream_ensemble.errors import IntegrityError, ModelPoolError
 #: Manifest fields the registry writes (callers copying a manifest drop them).
 REGISTRY_FIELDS = ("id", "version", "artifact", "format", "object", "sha256", "created_at", "signature", "key_id")
 _JSON = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+#: Built members kept per process, keyed by (version directory, sha256, signature, format).
+MEMO_MEMBERS = 256
+_MEMBERS: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
 
 _VERSION = re.compile(r"^v(\d+)$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -197,6 +201,8 @@ class Registry:
         Returns
         -------
         obj : object
+            Read-only: a member already built in this process from the same verified
+            bytes is returned again (the same object), not rebuilt.
         manifest : dict
 
         Raises
@@ -212,8 +218,20 @@ class Registry:
         manifest = self.verified_manifest(kind, name, version)
         what = f"{kind}/{name}/v{manifest['version']}"
         fmt = str(manifest.get("format", "pickle"))  # manifests before formats: pickles
-        return load_artifact(d / str(manifest["artifact"]), fmt, manifest,
-                             trust_pickle=self.security.trust_pickle, what=what), manifest
+        # Members are memoised by what was just verified: a hot deploy of a new ensemble version
+        # rebuilds only the members it does not share with the served one (pickles never are,
+        # so a process that does not trust them refuses them every time).
+        key = (str(d.resolve()), str(manifest["sha256"]), str(manifest.get("signature")), fmt)
+        if kind == "models" and fmt != "pickle" and key in _MEMBERS:
+            _MEMBERS.move_to_end(key)
+            return _MEMBERS[key], manifest
+        obj = load_artifact(d / str(manifest["artifact"]), fmt, manifest,
+                            trust_pickle=self.security.trust_pickle, what=what)
+        if kind == "models" and fmt != "pickle":
+            _MEMBERS[key] = obj
+            while len(_MEMBERS) > MEMO_MEMBERS:
+                _MEMBERS.popitem(last=False)
+        return obj, manifest
 
     def verified_manifest(self, kind: str, name: str, version: int | None = None) -> dict[str, Any]:
         """The manifest, after checking its signature (key set) and its artifact's sha256.
