@@ -67,7 +67,6 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
     from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics, topic_partitions
     from stream_ensemble.adapters.metrics import ProbeServer, WorkerMetrics
     from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
-    from stream_ensemble.core.registry import Registry
     from stream_ensemble.serving.deploy import DeployWatcher
     from stream_ensemble.serving.engine import ScoringService
     from stream_ensemble.serving.ensemble import ServingEnsemble
@@ -96,8 +95,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         probes = ProbeServer(metrics, cfg.worker.metrics_host, cfg.worker.metrics_port).start()
         log.info("metrics on http://%s:%d/metrics", cfg.worker.metrics_host, probes.port,
                  extra={"event": "metrics", "port": probes.port})
-    reg = Registry(cfg.worker.registry)
-    reg.manifest("ensembles", cfg.worker.ensemble, ensemble_version)  # a missing ensemble is a clear error before Redis
+    reg = _registry_or_exit(cfg.worker.registry, cfg.worker.ensemble, ensemble_version)
     client = connect(cfg.redis, advisory=True)  # Redis down at start: serve without it, flagged
     deploys = RedisDeployStore(client, cfg.redis.key_prefix, cfg.worker.ensemble)
     ens = _first_version(reg, cfg.worker.ensemble, ensemble_version, deploys)
@@ -210,6 +208,27 @@ def _router(cfg: Any, champion: Any, client: Any, health: Any, new_guard: Any) -
 
     return ExperimentRouter(champion, cfg.worker.ensemble, lambda: store.read(cfg.worker.ensemble), load,
                             cfg.ab.refresh_s)
+
+
+def _registry_or_exit(root: Path, ensemble: str, version: int | None) -> Any:
+    """The registry, after checking that it holds ``ensemble`` at ``version`` (before Redis).
+
+    A registry, ensemble or version that does not exist, or a manifest that cannot be read, is
+    a usage error: one line naming it, exit 2 (``ConfigError``).
+    """
+    from stream_ensemble.core.registry import Registry
+    from stream_ensemble.errors import ConfigError, IntegrityError, ModelPoolError
+
+    if not root.is_dir():
+        raise ConfigError(f"registry directory {root} does not exist (run `stream-ensemble train`, or set --registry / SE_REGISTRY)")
+    reg = Registry(root)
+    try:
+        reg.manifest("ensembles", ensemble, version)
+    except IntegrityError:
+        raise
+    except ModelPoolError as exc:
+        raise ConfigError(str(exc)) from None
+    return reg
 
 
 def _version() -> str:

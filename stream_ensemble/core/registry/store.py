@@ -148,7 +148,7 @@ class Registry:
         renamed into place (a reader sees the old or the new version, never a mix).
         """
         d = self._dir(kind, name, version)
-        old = dict(orjson.loads((d / "manifest.json").read_bytes()))
+        old = _read_manifest(d / "manifest.json")
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=d.parent))
         try:
             filename, fields = dump_artifact(obj, tmp, "model" if kind == "models" else "ensemble", fmt)
@@ -192,8 +192,7 @@ class Registry:
         ModelPoolError
             No such artifact.
         """
-        path = self._dir(kind, name, version) / "manifest.json"
-        return dict(orjson.loads(path.read_bytes()))
+        return _read_manifest(self._dir(kind, name, version) / "manifest.json")
 
     def load(self, kind: str, name: str, version: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Load an artifact after verifying its signature (when a key is set) and its sha256.
@@ -242,7 +241,7 @@ class Registry:
             As :meth:`load` (everything but the format).
         """
         d = self._dir(kind, name, version)
-        manifest = dict(orjson.loads((d / "manifest.json").read_bytes()))
+        manifest = _read_manifest(d / "manifest.json")
         what = f"{kind}/{name}/{d.name}"
         if self.security.key is not None:
             verify(manifest, self.security.key, what)
@@ -281,3 +280,16 @@ class Registry:
         if v not in versions:
             raise ModelPoolError(f"{kind}/{name} has no version v{v}; versions: {versions}")
         return self.root / kind / name / f"v{v}"
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A manifest as a dict; an unreadable or corrupt one is one error naming the file."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ModelPoolError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ModelPoolError(f"manifest {path} is corrupt (not valid JSON: {exc})") from None
+    if not isinstance(doc, dict):
+        raise ModelPoolError(f"manifest {path} is corrupt (a JSON {type(doc).__name__}, not an object)")
+    return doc
