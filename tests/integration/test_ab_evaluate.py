@@ -74,9 +74,9 @@ def _wait(pred: Any, timeout: float, what: str) -> None:
 
 @pytest.mark.xfail(strict=False, reason=(
     "known faust-streaming 0.15.3 restart loss (README, Outcome join, 'Known, not fixed'): after the "
-    "kill -9 the restarted app acked runs of ~19 backlog outcomes per partition without routing them "
-    "(2 of 3 partitions committed past them), so 'every outcome joined' can time out; passes when "
-    "the restart does not hit it"))
+    "kill -9 the restarted app never routed a run of ~18 backlog outcomes per partition (2 of 3 "
+    "partitions committed past them), so 'every outcome joined' can time out; passes when the "
+    "restart does not hit it"))
 def test_join_counts_each_outcome_once_across_kill_9(servers: dict[str, str], tmp_path: Path) -> None:
     from stream_ensemble.adapters.kafka import ensure_topics
 
