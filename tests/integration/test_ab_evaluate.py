@@ -28,10 +28,11 @@ from tests.integration.conftest import collect
 pytestmark = pytest.mark.integration
 N = 1200
 # The join window (event time). An idle partition also expires by the wall clock after two
-# windows, so the window must outlast the whole test: with 60 s, two runs at load average ~10
+# windows, so two windows must outlast the test: with 60 s, two runs at load average ~10
 # (app 1 needing 49 s for its first quarter) saw the scores expire unlabelled before the
 # restarted app reached their outcomes (694 of 1,200; every outcome routed, none lost).
-WINDOW_S = 300
+# Buckets no new input touches are swept every window / 4.
+WINDOW_S = 150
 
 
 def _score(i: int, rng: random.Random) -> tuple[bytes, bytes]:
@@ -115,7 +116,8 @@ def test_join_counts_each_outcome_once_across_kill_9(servers: dict[str, str], tm
         # later scored events move every partition's event-time clock past the window: the
         # ghosts' wait ends and they are counted unknown
         produce(servers["bootstrap"], t["scores"], [_score(N + i, rng) for i in range(30)], t0 + WINDOW_S + 10)
-        _wait(lambda: _counts(client, prefix, app_id).get("outcomes_unknown", 0) >= 5, 60, "unknown outcomes counted")
+        _wait(lambda: _counts(client, prefix, app_id).get("outcomes_unknown", 0) >= 5, 60 + WINDOW_S / 4,
+              "unknown outcomes counted")
         time.sleep(2.0)  # anything counted twice would show now
         counts = _counts(client, prefix, app_id)
         rep = subprocess.run([sys.executable, "-m", "stream_ensemble", "ab", "report", "default", "--redis-url",
