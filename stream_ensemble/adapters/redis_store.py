@@ -97,7 +97,7 @@ def _client(cfg: RedisConfig) -> RedisClient:
         hosts = parts.netloc.rpartition("@")[2]
         sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(",")]
         service, _, db = parts.path.lstrip("/").partition("/")
-        sentinel: Any = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        sentinel: Any = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call,unused-ignore]
         primary: redis.Redis = sentinel.master_for(
             service, db=int(db or 0), password=parts.password, username=parts.username, **timeouts)
         return primary
