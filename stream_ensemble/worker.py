@@ -192,8 +192,8 @@ class Worker:
                     raise
                 if self.observer is not None:
                     self.observer.tick()
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                time.sleep(backoff)  # each attempt already waited up to attempt_s in the producer's flush
+                backoff = min(backoff * 2, 0.5)
         if waiting_since is not None:
             waited = time.monotonic() - waiting_since
             log.info("broker acknowledged the outputs again after %.1f s", waited,

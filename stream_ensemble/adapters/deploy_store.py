@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import redis
 
-from stream_ensemble.adapters.redis_store import RedisClient
+from stream_ensemble.adapters.redis_store import OUTAGE, RedisClient
 from stream_ensemble.errors import RedisAdapterError
 
 log = logging.getLogger("stream_ensemble.deploy")
@@ -50,13 +50,19 @@ class RedisDeployStore:
 
     # ------------------------------------------------ worker side (advisory)
     def target(self) -> str | None:
-        """The deployed ``name@vN`` (the last known one when Redis fails)."""
+        """The deployed ``name@vN`` (the last known one when Redis fails).
+
+        A failed read is counted in ``errors`` and reported to the process's Redis outage
+        log (one line when the outage starts, one when it ends), not logged per read.
+        """
         try:
             raw = self.client.get(self.key)
             self._target = _text(raw).strip() if raw else None
         except redis.RedisError as exc:
             self.errors += 1
-            log.warning("deploy target read failed, keeping %s: %s", self._target, exc)
+            OUTAGE.failed(f"deploy target read, keeping {self._target}", exc)
+        else:
+            OUTAGE.ok()
         return self._target
 
     def refused(self, tag: str, reason: str) -> None:

@@ -74,7 +74,7 @@ class KafkaSource:
     def __init__(self, cfg: KafkaConfig, topic: str | None = None, extra: dict[str, Any] | None = None,
                  on_assignment: Callable[[list[tuple[str, int]], list[tuple[str, int]]], None] | None = None) -> None:
         self._on_assignment = on_assignment
-        conf = {
+        self._conf = {
             **client_conf(cfg),
             "group.id": cfg.group_id,
             "enable.auto.commit": False,
@@ -91,12 +91,37 @@ class KafkaSource:
             **(extra or {}),
         }
         self.commit_errors = 0
+        self.commits_skipped = 0
+        self.replaced = 0
+        self.topic = topic or cfg.features_topic
+        self.consumer = self._consumer()
+
+    def _consumer(self) -> Consumer:
+        # Dynamic membership. Static membership (group.instance.id) would spare the re-join
+        # after a broker outage its wait for the old member to expire, but librdkafka 2.16
+        # fenced its own consumer after the local session timeout (FENCED_INSTANCE_ID, fatal).
+        conf = dict(self._conf)
         try:
-            self.consumer = Consumer(conf, logger=CONSUMER_LOG)
+            consumer = Consumer(conf, logger=CONSUMER_LOG)
         except KafkaException as exc:
             raise KafkaAdapterError(f"cannot create Kafka consumer: {exc}") from exc
-        self.topic = topic or cfg.features_topic
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        return consumer
+
+    def _replace(self, err: KafkaError) -> None:
+        """A fatal consumer error (e.g. fenced): a new consumer joins the group in its place.
+
+        Nothing is lost: the old one committed only acknowledged batches, the new one reads
+        from there (what was read since comes again: duplicates, never a gap).
+        """
+        self.replaced += 1
+        log.warning("fatal consumer error, replacing the consumer: %s", err,
+                    extra={"event": "consumer_replaced", "reason": str(err)})
+        old, self.consumer = self.consumer, self._consumer()
+        try:
+            old.close()
+        except (KafkaException, RuntimeError):
+            pass
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         names = [f"{p.topic}[{p.partition}]" for p in partitions]
@@ -112,12 +137,10 @@ class KafkaSource:
             self._on_assignment([], [(p.topic, p.partition) for p in partitions])
 
     def poll_batch(self, max_messages: int, timeout_s: float) -> list[RawMessage]:
-        """Up to ``max_messages`` messages; transient errors are logged, fatal ones raised.
+        """Up to ``max_messages`` messages; transient errors are logged.
 
-        Raises
-        ------
-        KafkaAdapterError
-            A fatal consumer error.
+        A fatal consumer error replaces the consumer (event ``consumer_replaced``) and this
+        poll returns nothing.
         """
         out: list[RawMessage] = []
         # Wait at most timeout_s for the first message, then take what is already fetched:
@@ -128,8 +151,10 @@ class KafkaSource:
         for msg in got:
             err = msg.error()
             if err is not None:
-                if err.fatal():
-                    raise KafkaAdapterError(f"fatal consumer error: {err}")
+                if err.fatal() or err.code() == KafkaError._FATAL:
+                    # a fatal error stops the consumer for good (it would poll nothing, forever)
+                    self._replace(err)
+                    return []
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", err)
                 continue
@@ -168,6 +193,14 @@ class KafkaSource:
             k = (r.topic, r.partition)
             top[k] = max(top.get(k, -1), r.offset)
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
+        if not self.consumer.memberid():
+            # Not in the group now (its session timed out during a broker outage): the commit
+            # would be refused (UNKNOWN_MEMBER_ID). Skipped: the batch is read again after the
+            # re-join (duplicates, never a loss).
+            self.commits_skipped += 1
+            log.info("offset commit skipped: not a member of the group now; %d partitions will be re-read from "
+                     "their last commit", len(offsets), extra={"event": "commit_skipped", "partitions": len(offsets)})
+            return
         try:
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
@@ -291,7 +324,7 @@ class KafkaSink:
                     self._pending = 0
                 retry, self._retry = self._retry, []
                 time.sleep(min(backoff, max(deadline - time.monotonic(), 0.0)))
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, 0.5)  # small: the first retry after a broker's return is the one that counts
                 for topic, key, value, _ in retry:
                     self.resent += 1
                     self.send(topic, key, value)

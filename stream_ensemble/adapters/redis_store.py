@@ -97,7 +97,9 @@ def _client(cfg: RedisConfig) -> RedisClient:
         hosts = parts.netloc.rpartition("@")[2]
         sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(",")]
         service, _, db = parts.path.lstrip("/").partition("/")
-        sentinel: Any = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call,unused-ignore]
+        # through Any: redis-py types Sentinel.__init__ in some releases and not in others
+        sentinel_cls: Any = Sentinel
+        sentinel: Any = sentinel_cls(sentinels, sentinel_kwargs=timeouts)
         primary: redis.Redis = sentinel.master_for(
             service, db=int(db or 0), password=parts.password, username=parts.username, **timeouts)
         return primary

@@ -79,6 +79,7 @@ class ExperimentRouter:
         self.spec: ExperimentSpec | None = None
         self._read_at = -np.inf
         self._fields: dict[str, str] = {}
+        self._read_failing = False
 
     # ---------------------------------------------------------------- state
     def refresh(self) -> ExperimentSpec | None:
@@ -90,8 +91,14 @@ class ExperimentRouter:
         try:
             fields = dict(self.read_experiment())
         except Exception as exc:  # Redis is advisory: keep the last known experiment
-            log.warning("cannot read the experiment of %s, keeping the last one: %s", self.ensemble, exc)
+            if not self._read_failing:  # one line per state change, not one per read
+                log.warning("cannot read the experiment of %s, keeping the last one: %s", self.ensemble, exc,
+                            extra={"event": "experiment_read", "state": "failing", "reason": str(exc)})
+            self._read_failing = True
             return self.spec
+        if self._read_failing:
+            self._read_failing = False
+            log.info("experiment of %s readable again", self.ensemble, extra={"event": "experiment_read", "state": "ok"})
         if fields == self._fields:
             return self.spec
         self._fields = fields

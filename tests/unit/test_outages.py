@@ -91,3 +91,62 @@ def test_fault_settings_have_variables_and_ranges() -> None:
     for bad in ({"member_deadline_s": -1.0}, {"breaker_cooldown_s": 0.0}, {"fallback": "drop"}):
         with pytest.raises(ConfigError):
             WorkerConfig(**bad)  # type: ignore[arg-type]
+
+
+class FlakyGet:
+    """``get`` that raises while ``down`` (the deploy target read)."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    def get(self, key: str) -> bytes | None:
+        if self.down:
+            raise redis.ConnectionError("Connection refused")
+        return b"default@v2"
+
+
+def test_deploy_target_reads_during_an_outage_are_two_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    from stream_ensemble.adapters.deploy_store import RedisDeployStore
+
+    fake = FlakyGet()
+    store = RedisDeployStore(fake, "se", "default")  # type: ignore[arg-type]
+    redis_store.OUTAGE.down_since = None
+    with caplog.at_level(logging.INFO):
+        targets = [store.target() for _ in range(20)]  # one read per deploy poll
+        fake.down = False
+        targets += [store.target() for _ in range(3)]
+    assert targets == [None] * 20 + ["default@v2"] * 3 and store.errors == 20
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("stream_ensemble")]
+    assert [getattr(r, "state", None) for r in lines] == ["down", "up"], [r.getMessage() for r in lines]
+    assert "deploy target read" in lines[0].getMessage()
+
+
+def test_experiment_reads_during_an_outage_are_two_log_lines(small_ensemble: ServingEnsemble,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from stream_ensemble.serving.router import ExperimentRouter
+    from stream_ensemble.testing import InMemoryHealth
+
+    down = [True]
+    clock = [0.0]
+
+    def read() -> dict[str, str]:
+        if down[0]:
+            raise redis.ConnectionError("Connection refused")
+        return {}
+
+    def tick() -> float:
+        clock[0] += 2.0  # every look re-reads (refresh_s 1)
+        return clock[0]
+
+    router = ExperimentRouter(ScoringService(small_ensemble, InMemoryHealth(), None), "default", read,
+                              lambda tag: ScoringService(small_ensemble, InMemoryHealth(), None), clock=tick)
+    with caplog.at_level(logging.INFO, logger="stream_ensemble"):
+        for _ in range(20):
+            assert router.refresh() is None
+        down[0] = False
+        for _ in range(3):
+            router.refresh()
+        down[0] = True
+        router.refresh()
+    states = [r.state for r in caplog.records if getattr(r, "event", None) == "experiment_read"]
+    assert states == ["failing", "ok", "failing"], "one line per state change, not one per read"

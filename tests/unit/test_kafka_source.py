@@ -1,0 +1,78 @@
+"""KafkaSource's own decisions, on a stand-in for librdkafka's consumer (the broker paths are
+in the integration tests and ``bench faults``): a fatal error replaces the consumer, and no
+commit is sent while the consumer is not a member of its group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+from stream_ensemble.adapters import kafka as kafka_adapter
+from stream_ensemble.config import KafkaConfig
+from stream_ensemble.types import SourceRef
+
+
+class FakeMsg:
+    def __init__(self, err: KafkaError) -> None:
+        self._err = err
+
+    def error(self) -> KafkaError:
+        return self._err
+
+
+class FakeConsumer:
+    made: list[FakeConsumer] = []
+
+    def __init__(self, conf: dict[str, Any], logger: Any = None) -> None:
+        self.conf, self.member, self.closed = conf, "m-1", False
+        self.queue: list[Any] = []
+        self.commits: list[Any] = []
+        FakeConsumer.made.append(self)
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self.topics = topics
+
+    def consume(self, num_messages: int = 1, timeout: float = 0.0) -> list[Any]:
+        out, self.queue = self.queue[:num_messages], self.queue[num_messages:]
+        return out
+
+    def memberid(self) -> str:
+        return self.member
+
+    def commit(self, offsets: Any = None, asynchronous: bool = True) -> None:
+        self.commits.append(offsets)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def source(monkeypatch: pytest.MonkeyPatch) -> kafka_adapter.KafkaSource:
+    FakeConsumer.made = []
+    monkeypatch.setattr(kafka_adapter, "Consumer", FakeConsumer)
+    return kafka_adapter.KafkaSource(KafkaConfig(bootstrap="127.0.0.1:1", features_topic="features"))
+
+
+def test_a_fatal_error_replaces_the_consumer(source: kafka_adapter.KafkaSource, caplog: pytest.LogCaptureFixture) -> None:
+    first = source.consumer
+    # librdkafka delivers a fatal error as an error event whose code is _FATAL (fatal() is false on it)
+    first.queue.append(FakeMsg(KafkaError(KafkaError._FATAL)))  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING", logger="stream_ensemble.kafka"):
+        assert source.poll_batch(100, 0.1) == []
+    assert source.replaced == 1 and source.consumer is not first and first.closed  # type: ignore[attr-defined]
+    assert source.consumer.topics == ["features"]  # type: ignore[attr-defined]
+    assert [getattr(r, "event", None) for r in caplog.records] == ["consumer_replaced"]
+
+
+def test_no_commit_while_not_a_member(source: kafka_adapter.KafkaSource) -> None:
+    c = source.consumer
+    refs = [SourceRef("features", 0, 7), SourceRef("features", 0, 9), SourceRef("features", 1, 3)]
+    c.member = ""  # type: ignore[attr-defined]  # session lost during a broker outage
+    source.commit(refs, asynchronous=True)
+    assert c.commits == [] and source.commits_skipped == 1  # type: ignore[attr-defined]
+    c.member = "m-2"  # type: ignore[attr-defined]  # joined again
+    source.commit(refs, asynchronous=True)
+    (offsets,) = c.commits  # type: ignore[attr-defined]
+    assert sorted((tp.partition, tp.offset) for tp in offsets) == [(0, 10), (1, 4)]
