@@ -135,23 +135,31 @@ class ScoringService:
         result.selection_id = selection
         levels = self._levels(events)
         n = len(events)
-        # With the cache off there are no keys, no lookups and no per-event cache encoding.
-        keys: list[str] | None = None
+        # Every row is encoded first: the encoded rows key the cache and the de-duplication.
+        encoded = self.ensemble.encoder.transform_records([ev.features for _, ev in events], self.min_known_share)
+        ok = encoded.ok
+        refused = {i: (reason, encoded.kinds.get(i, "feature_type")) for i, reason in encoded.errors.items()}
+        width = encoded.key_rows.shape[1] * 8
+        flat = encoded.key_rows.tobytes()
+        ok_pos = np.flatnonzero(ok).tolist()
+        row_key: dict[int, bytes] = {i: flat[i * width:(i + 1) * width] for i in ok_pos}
+        # With the cache off there are no digests, no lookups and no per-event cache encoding.
+        keys: dict[int, str] = {}
         cached: list[bytes | None] = [None] * n
         if self.cache is not None:
-            keys = [self._cache_key(selection, ev, lv) for (_, ev), lv in zip(events, levels)]
-            cached = self.cache.get_many(keys)
-        miss = [i for i, c in enumerate(cached) if c is None]
-        result.cache_hits = n - len(miss)
-        result.cache_misses = len(miss)
-        # Identical feature vectors in one batch are scored once (a key is features + level);
-        # without the cache, the features' bytes in field order are the (cheaper) key.
-        dedupe: list[str] | list[tuple[bytes, str]] = keys if keys is not None else [
-            (self._used_features(ev), lv) for (_, ev), lv in zip(events, levels)]
+            stem = f"{self.key_prefix}:cache:{self.ensemble.tag}:{selection}:"
+            blake2b = hashlib.blake2b
+            keys = {i: f"{stem}{levels[i]}:{blake2b(row_key[i], digest_size=16).hexdigest()}" for i in ok_pos}
+            for i, hit in zip(ok_pos, self.cache.get_many(list(keys.values()))):
+                cached[i] = hit
+        miss = [i for i in ok_pos if cached[i] is None]
+        result.cache_hits = len(ok_pos) - len(miss)
+        result.cache_misses = len(miss) + len(refused)
+        # Identical rows in one batch (same encoded row and level) are scored once.
         first_of: list[int] = list(range(n))
-        seen: dict[object, int] = {}
+        seen: dict[tuple[bytes, str], int] = {}
         for i in miss:
-            first_of[i] = seen.setdefault(dedupe[i], i)
+            first_of[i] = seen.setdefault((row_key[i], levels[i]), i)
         unique = list(seen.values())
         fresh: dict[int, bytes] = {}
         rejected: dict[int, tuple[str, str]] = {}
@@ -159,9 +167,12 @@ class ScoringService:
         if unique:
             # numpy warnings (a huge value overflowing in standardisation...) would reach stderr
             # once per code location and say nothing: the pool finds and drops the rows they spoil.
+            x_row = np.cumsum(ok) - 1  # batch position -> row of encoded.X
+            rows = x_row[unique]
             with np.errstate(all="ignore"):
                 fresh, rejected, degraded = self._score_misses(
-                    [events[i] for i in unique], [levels[i] for i in unique], healthy, unique)
+                    encoded.X[rows], encoded.imputed[unique], [levels[i] for i in unique], healthy, unique,
+                    [events[i][0] for i in unique])
         latency_ms = (time.perf_counter() - t0) * 1000.0
         # A scored event is its per-event head, the cached-form body's members, a batch tail:
         # the body is encoded once and the same bytes go to the cache and into the event.
@@ -180,6 +191,10 @@ class ScoringService:
                 body = hit.replace(b'"cache_hit":false', b'"cache_hit":true')
                 if b'"degraded":' not in body:  # cached by a worker before the flag existed
                     body = body.replace(b',"cache_hit":true', b',"degraded":false,"degraded_reason":null,"cache_hit":true', 1)
+            elif i in refused:
+                reason, kind = refused[i]
+                result.dead_letters.append(DeadLetter(msg, reason, kind, ev.event_id))
+                continue
             else:
                 first = first_of[i]
                 if first in rejected:
@@ -190,7 +205,7 @@ class ScoringService:
                 why = degraded.get(first)
                 if why is not None:  # never cached: a later event must get the healthy selection's score
                     result.degraded[why] = result.degraded.get(why, 0) + 1
-                elif keys is not None and first == i:
+                elif keys and first == i:
                     to_cache.append((keys[i], body))
             head = orjson.dumps({"schema_version": version, "event_id": ev.event_id,
                                  "entity_id": ev.entity_id, "timestamp": ev.timestamp})
@@ -206,26 +221,26 @@ class ScoringService:
         cap = max(order(self.max_explain), order(self.explain))
         return [self.explain if ev.explain is None else EXPLAIN_LEVELS[min(order(ev.explain), cap)] for _, ev in events]
 
-    def _used_features(self, ev: Event) -> bytes:
-        """The values of the features the encoder uses, in its order (absent = null): fields it
-        ignores (a per-request nonce) must not split the cache or the in-batch de-duplication."""
-        get = ev.features.get
-        return orjson.dumps([get(name) for name in self.ensemble.encoder.feature_names_])
-
-    def _cache_key(self, selection: str, ev: Event, level: str) -> str:
-        # The selection id changes with the healthy set, so a member marked down is never
-        # served from a score that used it.
-        digest = hashlib.blake2b(self._used_features(ev), digest_size=16).hexdigest()
-        return f"{self.key_prefix}:cache:{self.ensemble.tag}:{selection}:{level}:{digest}"
-
     def _score_misses(
         self,
-        items: list[tuple[RawMessage, Event]],
+        X: np.ndarray,
+        imputed: np.ndarray,
         levels: list[str],
         healthy: np.ndarray,
         positions: list[int],
+        raws: list[RawMessage],
     ) -> tuple[dict[int, bytes], dict[int, tuple[str, str]], dict[int, str]]:
-        """Score rows that missed the cache.
+        """Score the encoded rows that missed the cache.
+
+        Parameters
+        ----------
+        X : ndarray of shape (k, n_outputs)
+            Encoded rows, one per batch position of ``positions``.
+        imputed : ndarray of shape (k,), int
+        levels : list of str, length k
+        healthy : ndarray of shape (n_models,), bool
+        positions : list of int, length k
+        raws : list of RawMessage, length k
 
         Returns
         -------
@@ -236,26 +251,20 @@ class ScoringService:
         degraded : dict
             Batch position -> degraded reason of the rows scored degraded (never cached).
         """
-        encoded = self.ensemble.encoder.transform_records([ev.features for _, ev in items], self.min_known_share)
-        rejected = {positions[row]: (reason, encoded.kinds.get(row, "feature_type")) for row, reason in encoded.errors.items()}
-        ok_rows = np.flatnonzero(encoded.ok)
-        if ok_rows.size == 0:
-            return {}, rejected, {}
+        rejected: dict[int, tuple[str, str]] = {}
         try:
-            batch = self.ensemble.score(encoded.X, healthy, [levels[r] for r in ok_rows], self.guard)
+            batch = self.ensemble.score(X, healthy, levels, self.guard)
         except Exception as exc:  # a bug in scoring must not lose the events
-            if not self.on_error([items[r][0] for r in ok_rows], exc):
+            if not self.on_error(raws, exc):
                 raise
             reason = f"scoring failed: {type(exc).__name__}: {exc}"
-            rejected.update({positions[r]: (reason, "scoring_error") for r in ok_rows})
-            return {}, rejected, {}
+            return {}, {p: (reason, "scoring_error") for p in positions}, {}
         if not getattr(self.health, "known", True):  # Redis down since start: marks unknown
             batch.degraded[batch.degraded < 0] = DEGRADED_REASONS.index(HEALTH_UNKNOWN)
         codes = batch.degraded.tolist()
-        degraded = {positions[r]: DEGRADED_REASONS[c] for r, c in zip(ok_rows, codes) if c >= 0}
-        # ``imputed`` is a function of the used features, like the rest of the cached body.
-        imputed = encoded.imputed[ok_rows].tolist()
-        bodies = {positions[r]: b'{"imputed":%d,' % k + body[1:] for r, k, body in zip(ok_rows, imputed, self._bodies(batch))}
+        degraded = {p: DEGRADED_REASONS[c] for p, c in zip(positions, codes) if c >= 0}
+        # ``imputed`` is a function of the encoded row, like the rest of the cached body.
+        bodies = {p: b'{"imputed":%d,' % k + body[1:] for p, k, body in zip(positions, imputed.tolist(), self._bodies(batch))}
         if self.fallback == "dlq":
             for pos in [p for p, why in degraded.items() if why == PRIOR_ONLY]:
                 del bodies[pos], degraded[pos]

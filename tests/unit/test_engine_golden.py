@@ -9,9 +9,9 @@ batch with cache hits, duplicates in the batch, a member marked down and malform
 The one intended change: an explanation lists only the members that ran and those the
 all-healthy selection runs (it used to list every member of the pool). The reference builds
 the old every-member payload and drops the other members from it. Later additions the
-reference follows: the ``imputed`` count first in the body, the cache key over the values of
-the encoder's features only (in its order), per-event ``explain`` capped (the service here
-allows ``full``).
+reference follows: the ``imputed`` count first in the body, the cache key over the encoder's
+features only (the bytes of the row's ``key_rows``: numeric values before imputation, category
+indices), per-event ``explain`` capped (the service here allows ``full``).
 """
 
 from __future__ import annotations
@@ -45,12 +45,11 @@ def _reference_handle(ens: ServingEnsemble, msgs: list[bytes], down: frozenset[s
     healthy = ens.health_vector(down)
     selection = ens.strategy.selection_id(healthy)
     levels = [ev.explain or explain for ev in events]
-    keys = [
-        f"se:cache:{ens.tag}:{selection}:{lv}:"
-        + hashlib.blake2b(orjson.dumps([ev.features.get(k) for k in ens.encoder.feature_names_]), digest_size=16).hexdigest()
-        for ev, lv in zip(events, levels)
-    ]
     enc = ens.encoder.transform_records([ev.features for ev in events])
+    keys = [
+        f"se:cache:{ens.tag}:{selection}:{lv}:" + hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest()
+        for row, lv in zip(enc.key_rows, levels)
+    ]
     every = np.ones(len(ens.member_tags), dtype=bool)
     listed = {t for t, r, b in zip(ens.member_tags, ens.strategy.required_members(healthy),
                                    ens.strategy.required_members(every)) if r or b}

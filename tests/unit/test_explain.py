@@ -15,6 +15,7 @@ from stream_ensemble.core.confidence import (
     EXCLUSION_CODES,
     ExclusionReason,
     ExplainLevel,
+    ExplanationInputs,
     build_explanations,
     exclusion_code,
     occlusion_attribution,
@@ -40,10 +41,10 @@ def _batch(n: int, seed: int) -> dict[str, Any]:
 def _explain(b: dict[str, Any], weights: np.ndarray, baseline: np.ndarray, contrib: np.ndarray,
              space: str, level: str = "summary", **kw: Any) -> list[dict[str, Any] | None]:
     n = b["proba"].shape[0]
-    return build_explanations(
+    return build_explanations(ExplanationInputs(
         level, NAMES, b["proba"], b["used"], b["exclusion"], weights, baseline, contrib, space,
         agreement=np.full(n, 0.75), cache_hit=np.zeros(n, dtype=bool), selection_id="sel-1", **kw,
-    )
+    ))
 
 
 def _payload_sum(e: dict[str, Any]) -> float:
@@ -95,10 +96,10 @@ def test_hand_payload_reasons_top_and_rounding() -> None:
     exclusion = np.array([[None, None, "failed", None]], dtype=object)
     contrib = np.array([[0.1, -0.5, 0.0, 0.05]])
     w = np.array([[1 / 3, 1 / 3, 0.0, 1 / 3]])
-    (e,) = build_explanations(
+    (e,) = build_explanations(ExplanationInputs(
         "summary", NAMES, proba, used, exclusion, w, np.array([0.2]), contrib, "log_odds",
         np.array([2 / 3]), np.array([True]), ["row-sel"],
-    )
+    ))
     assert e is not None
     assert [m["reason"] for m in e["members"]] == [None, None, "failed", None]
     assert e["members"][0]["proba"] == 0.123457
@@ -119,10 +120,10 @@ def test_top_lists_only_used_members_and_ties_by_member_order() -> None:
     used = np.array([[True, False, True, False]])
     exclusion = np.array([[-1, exclusion_code("over_budget"), -1, 5]])
     contrib = np.array([[0.2, 0.0, -0.2, 0.0]])
-    (e,) = build_explanations(
+    (e,) = build_explanations(ExplanationInputs(
         "summary", NAMES, np.full((1, 4), 0.5), used, exclusion, np.full((1, 4), 0.5),
         np.zeros(1), contrib, "probability", np.ones(1), np.zeros(1, bool), "s",
-    )
+    ))
     assert e is not None
     assert [t["model"] for t in e["top"]] == ["lr", "nb"]
     assert [m["reason"] for m in e["members"]] == [None, "over_budget", None, "not_selected"]
@@ -281,8 +282,8 @@ def test_encoded_bytes_equal_the_dicts_encoded(n: int, m: int, level: str) -> No
         for sel in ("s1", [f"s{i}" for i in range(n)]):
             args = (level, names, proba, used, exclusion, w, rng.normal(size=n), contrib, "log_odds",
                     rng.uniform(size=n), rng.uniform(size=n) < 0.5, sel, attribution)
-            dicts = build_explanations(*args)
-            parts = explanation_parts(*args)
+            dicts = build_explanations(ExplanationInputs(*args))
+            parts = explanation_parts(ExplanationInputs(*args))
             if level == "none":
                 assert parts is None and dicts == [None] * n
                 continue

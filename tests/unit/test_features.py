@@ -67,3 +67,18 @@ def test_absurd_standardised_values_are_refused_per_row() -> None:
     assert batch.kinds == {0: "out_of_range", 1: "out_of_range", 2: "out_of_range"}
     assert "'a'" in batch.errors[0] and "'b'" in batch.errors[2]
     assert np.isfinite(batch.X).all()
+
+
+def test_key_rows_tell_apart_what_changes_a_score_and_nothing_else() -> None:
+    """The cache key's bytes: a missing value is not its median, an ignored field changes
+    nothing, two unseen categories are one (both encode as all zeros, imputed 0)."""
+    enc = make()
+    recs = [{"a": 2.0, "b": 10, "c": "x"}, {"b": 10, "c": "x"}, {"a": 2.0, "b": 10, "c": "x", "nonce": "n1"},
+            {"a": 2.0, "b": 10, "c": "new1"}, {"a": 2.0, "b": 10, "c": "new2"}, {"a": 2.0, "b": 10}]
+    batch = enc.transform_records(recs)
+    rows = [r.tobytes() for r in batch.key_rows]
+    assert batch.key_rows.shape == (6, 3) and batch.key_rows.dtype == np.float64
+    assert rows[0] != rows[1] and batch.X[0].tolist() == batch.X[1].tolist()  # same X, imputed 0 vs 1
+    assert rows[0] == rows[2]
+    assert rows[3] == rows[4] != rows[5]  # unseen vs missing category: imputed differs
+    assert batch.imputed.tolist() == [0, 1, 0, 0, 0, 1]

@@ -76,3 +76,26 @@ def test_batch_counts_events_per_experiment_arm() -> None:
     s = _samples(m)
     assert s[("se_experiment_arm_events_total", (("arm", "champion"), ("experiment", "exp1")))] == 14
     assert s[("se_experiment_arm_events_total", (("arm", "ens@v2"), ("experiment", "exp1")))] == 6
+
+
+def test_observe_many_counts_as_the_loop_does() -> None:
+    import numpy as np
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from stream_ensemble.adapters.metrics import observe_many
+
+    reg = CollectorRegistry()
+    bulk = Histogram("bulk_s", "b", buckets=(0.01, 0.1, 1.0), registry=reg)
+    loop = Histogram("loop_s", "l", buckets=(0.01, 0.1, 1.0), registry=reg)
+    values = np.array([0.0, 0.01, 0.010001, 0.05, 0.1, 0.5, 1.0, 3.0, 99.0])
+    observe_many(bulk, values)
+    for v in values.tolist():
+        loop.observe(v)
+    def samples(h: Histogram, name: str) -> dict[tuple[str, str], float]:
+        return {(s.name.replace(name, "x"), s.labels.get("le", "")): s.value
+                for s in h.collect()[0].samples if "created" not in s.name}
+
+    got, want = samples(bulk, "bulk_s"), samples(loop, "loop_s")
+    assert got.keys() == want.keys() and len(got) == 6  # 4 buckets, count, sum
+    for k in got:
+        assert abs(got[k] - want[k]) < 1e-12, k

@@ -36,8 +36,30 @@ class FlakyRedis:
         self._check()
         return [None] * len(keys)
 
-    def register_script(self, script: str) -> object:
-        return lambda keys, args: self._check()
+    @property
+    def connection_pool(self) -> object:
+        fake = self
+
+        class Conn:
+            def send_packed_command(self, chunks: list[bytes]) -> None:
+                fake._check()
+
+            def read_response(self) -> object:
+                fake._check()
+                return 0
+
+            def disconnect(self) -> None:
+                pass
+
+        class Pool:
+            def get_connection(self) -> Conn:
+                fake._check()
+                return Conn()
+
+            def release(self, conn: Conn) -> None:
+                pass
+
+        return Pool()
 
 
 def test_connect_advisory_returns_a_client_when_redis_is_down(caplog: pytest.LogCaptureFixture) -> None:

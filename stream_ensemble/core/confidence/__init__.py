@@ -25,6 +25,7 @@ from stream_ensemble.core.confidence.explanation import (
     TOP_K,
     ExclusionReason,
     ExplainLevel,
+    ExplanationInputs,
     build_explanations,
     exclusion_code,
     parse_explain_level,
@@ -44,7 +45,7 @@ from stream_ensemble.core.confidence.uncertainty import (
 __all__ = [
     "CLIP", "CONFIDENCE_MEASURES", "DEFAULT_CONFIDENCE", "DEFAULT_EXPLAIN_LEVEL", "EXCLUSION_CODES",
     "NO_EXCLUSION", "TOP_K", "CalibrationMethod", "ConfidenceName", "ConformalClassifier",
-    "EnsembleCalibrator", "ExclusionReason", "ExplainLevel", "OcclusionAttribution", "Uncertainty",
+    "EnsembleCalibrator", "ExclusionReason", "ExplainLevel", "ExplanationInputs", "OcclusionAttribution", "Uncertainty",
     "build_explanations", "class_coverage", "confidence", "coverage", "empty_rate", "entropy",
     "exclusion_code", "json_list", "mean_set_size", "occlusion_attribution", "parse_explain_level",
     "parse_method", "round_sig", "row_uniforms", "uncertainty",

@@ -21,7 +21,7 @@ Levels (:class:`ExplainLevel`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -134,24 +134,11 @@ def _codes(exclusion: npt.ArrayLike, used: npt.NDArray[np.bool_]) -> npt.NDArray
     return np.where(used, NO_EXCLUSION, codes)
 
 
-def build_explanations(
-    level: str | ExplainLevel | None,
-    member_names: Sequence[str],
-    member_proba: npt.ArrayLike,
-    used: npt.ArrayLike,
-    exclusion: npt.ArrayLike,
-    weights: npt.ArrayLike,
-    baseline: npt.ArrayLike,
-    contributions: npt.ArrayLike,
-    space: str,
-    agreement: npt.ArrayLike,
-    cache_hit: npt.ArrayLike,
-    selection_id: str | Sequence[str],
-    feature_attribution: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any] | None]:
-    """Build the JSON-ready explanation of every row of a batch (see the module docstring).
+@dataclass
+class ExplanationInputs:
+    """What the explanation of a batch's rows is built from (arrays of n rows, m members).
 
-    Parameters
+    Attributes
     ----------
     level : str, ExplainLevel or None
         ``none``, ``summary`` (default for ``None``) or ``full``.
@@ -180,6 +167,43 @@ def build_explanations(
         Identifier of the member selection (one for the batch, or one per row).
     feature_attribution : list of dict, length n, optional
         Per-row feature attribution, included at level ``full``.
+    """
+
+    level: str | ExplainLevel | None
+    member_names: Sequence[str]
+    member_proba: npt.ArrayLike
+    used: npt.ArrayLike
+    exclusion: npt.ArrayLike
+    weights: npt.ArrayLike
+    baseline: npt.ArrayLike
+    contributions: npt.ArrayLike
+    space: str
+    agreement: npt.ArrayLike
+    cache_hit: npt.ArrayLike
+    selection_id: str | Sequence[str]
+    feature_attribution: list[dict[str, Any]] | None = None
+
+    def take(self, rows: npt.NDArray[np.int64]) -> ExplanationInputs:
+        """The same inputs for ``rows`` only (positions, shape (k,)), in that order."""
+        idx = rows.tolist()
+        sel = self.selection_id
+        return replace(
+            self, member_proba=np.asarray(self.member_proba)[rows], used=np.asarray(self.used)[rows],
+            exclusion=np.asarray(self.exclusion)[rows], weights=np.asarray(self.weights)[rows],
+            baseline=np.asarray(self.baseline)[rows], contributions=np.asarray(self.contributions)[rows],
+            agreement=np.asarray(self.agreement)[rows], cache_hit=np.asarray(self.cache_hit)[rows],
+            selection_id=sel if isinstance(sel, str) else [sel[i] for i in idx],
+            feature_attribution=None if self.feature_attribution is None else [self.feature_attribution[i] for i in idx],
+        )
+
+
+def build_explanations(inputs: ExplanationInputs) -> list[dict[str, Any] | None]:
+    """Build the JSON-ready explanation of every row of a batch (see the module docstring).
+
+    Parameters
+    ----------
+    inputs : ExplanationInputs
+        Member arrays of shape (n, m), row arrays of shape (n,).
 
     Returns
     -------
@@ -194,10 +218,10 @@ def build_explanations(
         On inconsistent shapes, an out-of-range exclusion code or an unused member without a
         reason.
     """
-    prep = prepare_explanations(level, member_names, member_proba, used, exclusion, weights, baseline,
-                                contributions, agreement, cache_hit, selection_id, feature_attribution)
+    prep = prepare_explanations(inputs)
+    space = inputs.space
     if prep is None:
-        proba = np.asarray(member_proba)
+        proba = np.asarray(inputs.member_proba)
         return [None] * (proba.shape[0] if proba.ndim == 2 else 0)
     names, n = prep.names, prep.n
     names_arr = np.array([r.value for r in EXCLUSION_CODES] + [None], dtype=object)
@@ -278,40 +302,32 @@ class PreparedExplanations:
     feature_attribution: list[dict[str, Any]] | None
 
 
-def prepare_explanations(
-    level: str | ExplainLevel | None,
-    member_names: Sequence[str],
-    member_proba: npt.ArrayLike,
-    used: npt.ArrayLike,
-    exclusion: npt.ArrayLike,
-    weights: npt.ArrayLike,
-    baseline: npt.ArrayLike,
-    contributions: npt.ArrayLike,
-    agreement: npt.ArrayLike,
-    cache_hit: npt.ArrayLike,
-    selection_id: str | Sequence[str],
-    feature_attribution: list[dict[str, Any]] | None = None,
-) -> PreparedExplanations | None:
-    """Validate the inputs of :func:`build_explanations` (same parameters and errors).
+def prepare_explanations(inputs: ExplanationInputs) -> PreparedExplanations | None:
+    """Validate the inputs of :func:`build_explanations` (same errors).
+
+    Parameters
+    ----------
+    inputs : ExplanationInputs
 
     Returns
     -------
     PreparedExplanations or None
         ``None`` at level ``none``.
     """
-    lvl = parse_explain_level(level)
-    proba = np.asarray(member_proba, dtype=np.float64)
+    lvl = parse_explain_level(inputs.level)
+    proba = np.asarray(inputs.member_proba, dtype=np.float64)
     n = proba.shape[0] if proba.ndim == 2 else -1
     if lvl is ExplainLevel.NONE:
         return None
-    names = list(member_names)
+    names = list(inputs.member_names)
     m = len(names)
-    use = np.asarray(used, dtype=bool)
-    w = np.asarray(weights, dtype=np.float64)
-    contrib = np.asarray(contributions, dtype=np.float64)
-    base = np.asarray(baseline, dtype=np.float64).reshape(-1)
-    agree = np.asarray(agreement, dtype=np.float64).reshape(-1)
-    hits = np.asarray(cache_hit, dtype=bool).reshape(-1)
+    use = np.asarray(inputs.used, dtype=bool)
+    w = np.asarray(inputs.weights, dtype=np.float64)
+    contrib = np.asarray(inputs.contributions, dtype=np.float64)
+    base = np.asarray(inputs.baseline, dtype=np.float64).reshape(-1)
+    agree = np.asarray(inputs.agreement, dtype=np.float64).reshape(-1)
+    hits = np.asarray(inputs.cache_hit, dtype=bool).reshape(-1)
+    selection_id, feature_attribution = inputs.selection_id, inputs.feature_attribution
     for arr in (proba, use, w, contrib):
         if arr.shape != (n, m):
             raise CombinerError(f"expected ({n}, {m}) member arrays, got {arr.shape}")
@@ -324,7 +340,7 @@ def prepare_explanations(
     full = lvl is ExplainLevel.FULL
     if full and feature_attribution is not None and len(feature_attribution) != n:
         raise CombinerError(f"{len(feature_attribution)} feature attributions for {n} rows")
-    codes = _codes(exclusion, use)
+    codes = _codes(inputs.exclusion, use)
     score = base + np.where(use, contrib, 0.0).sum(axis=1)
     # Unused members sort last (key -1 < any |contribution|); stable sort keeps member order.
     key = np.where(use, np.abs(contrib), -1.0)

@@ -1,6 +1,6 @@
 """The explanation payload encoded straight to JSON bytes, column by column.
 
-:func:`explanation_parts` takes the parameters of
+:func:`explanation_parts` takes the inputs of
 :func:`~stream_ensemble.core.confidence.explanation.build_explanations` and gives a template
 whose rows are the bytes ``orjson.dumps`` writes for that function's dicts (a unit test holds
 the two to byte equality), without building a dict per member and row: each number column is
@@ -9,14 +9,11 @@ encoded once per batch (:mod:`.json_bytes`), then every row is one join of the t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 import orjson
 
-from stream_ensemble.core.confidence.explanation import EXCLUSION_CODES, ExplainLevel, prepare_explanations
+from stream_ensemble.core.confidence.explanation import EXCLUSION_CODES, ExplanationInputs, prepare_explanations
 from stream_ensemble.core.confidence.json_bytes import TRUE_FALSE, Part, bool_column, join_rows, number_column
 from stream_ensemble.core.confidence.rounding import round_sig
 
@@ -24,21 +21,7 @@ from stream_ensemble.core.confidence.rounding import round_sig
 _REASONS: tuple[bytes, ...] = tuple(orjson.dumps(r.value) for r in EXCLUSION_CODES) + (b"null",)
 
 
-def explanation_parts(
-    level: str | ExplainLevel | None,
-    member_names: Sequence[str],
-    member_proba: npt.ArrayLike,
-    used: npt.ArrayLike,
-    exclusion: npt.ArrayLike,
-    weights: npt.ArrayLike,
-    baseline: npt.ArrayLike,
-    contributions: npt.ArrayLike,
-    space: str,
-    agreement: npt.ArrayLike,
-    cache_hit: npt.ArrayLike,
-    selection_id: str | Sequence[str],
-    feature_attribution: list[dict[str, Any]] | None = None,
-) -> list[Part] | None:
+def explanation_parts(inputs: ExplanationInputs) -> list[Part] | None:
     """Template parts of every row's explanation (``None`` at level ``none``).
 
     ``join_rows(n, parts)`` gives each row's bytes; a caller that encodes a larger document
@@ -46,8 +29,9 @@ def explanation_parts(
 
     Parameters
     ----------
-    Same as :func:`~stream_ensemble.core.confidence.explanation.build_explanations`
-    (member arrays of shape (n, m), row arrays of shape (n,)).
+    inputs : ExplanationInputs
+        As for :func:`~stream_ensemble.core.confidence.explanation.build_explanations`
+        (member arrays of shape (n, m), row arrays of shape (n,)).
 
     Returns
     -------
@@ -58,8 +42,8 @@ def explanation_parts(
     ConfigError, CombinerError
         As :func:`build_explanations`.
     """
-    prep = prepare_explanations(level, member_names, member_proba, used, exclusion, weights, baseline,
-                                contributions, agreement, cache_hit, selection_id, feature_attribution)
+    prep = prepare_explanations(inputs)
+    space = inputs.space
     if prep is None:
         return None
     n, m = prep.n, prep.m

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -51,6 +52,11 @@ class EncodedBatch:
     kinds : dict
         Row index -> error class (``feature_type``, ``too_few_features``, ``out_of_range``)
         for the rows of ``errors``.
+    key_rows : ndarray of shape (n_records, n_numeric + n_categorical), float64
+        What a row's score is a function of, before imputation: the numeric values (NaN where
+        missing) then each categorical column's category index (-1 unseen, -2 missing). Equal
+        rows give equal ``X`` rows and ``imputed`` counts, so their bytes key the prediction
+        cache and the in-batch de-duplication (fields the encoder ignores play no part).
     """
 
     X: Matrix
@@ -58,6 +64,7 @@ class EncodedBatch:
     errors: dict[int, str]
     imputed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     kinds: dict[int, str] = field(default_factory=dict)
+    key_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 class FeatureEncoder:
@@ -193,9 +200,11 @@ class FeatureEncoder:
             cats.append(col)
         kinds.update((i, "feature_type") for i in errors)
         self._check_known_share(records, imputed, min_known_share, ok, errors, kinds)
-        X = self._assemble(num, cats)
+        codes = [self._category_codes(c, col) for c, col in zip(self.categorical, cats)]
+        X = self._assemble(num, cats, codes)
         self._check_magnitude(X, MAX_ABS_Z if max_abs_z is None else max_abs_z, ok, errors, kinds)
-        return EncodedBatch(X=X[ok], ok=ok, errors=errors, imputed=imputed, kinds=kinds)
+        key_rows = np.ascontiguousarray(np.column_stack([num, *codes]) if codes else num, dtype=np.float64)
+        return EncodedBatch(X=X[ok], ok=ok, errors=errors, imputed=imputed, kinds=kinds, key_rows=key_rows)
 
     def _numeric_matrix(self, records: Sequence[Mapping[str, Any]], ok: np.ndarray, errors: dict[int, str]) -> np.ndarray:
         """Raw numeric values, shape (n_records, n_numeric), NaN where missing or refused."""
@@ -204,7 +213,7 @@ class FeatureEncoder:
         try:
             # Fast path: one C-level conversion for the whole batch (None -> NaN). numpy
             # parses numeric strings, so a batch holding any string takes the per-row path.
-            if str in {v.__class__ for row in rows for v in row}:
+            if str in set(map(type, chain.from_iterable(rows))):
                 raise TypeError("a string among numeric values")
             return np.array(rows, dtype=np.float64).reshape(n, len(self.numeric))
         except (TypeError, ValueError):
@@ -261,17 +270,21 @@ class FeatureEncoder:
                 rows.append([r.get(c) for c in names])
         return rows
 
-    def _assemble(self, num: np.ndarray, cats: list[list[str | None]]) -> Matrix:
+    def _category_codes(self, c: str, col: list[str | None]) -> np.ndarray:
+        """Category index per row of column ``c``, shape (n,): -1 unseen, -2 missing."""
+        index = {k: j for j, k in enumerate(self.categories_[c])}
+        return np.fromiter((index.get(v, -1) if v is not None else -2 for v in col), np.int64, len(col))
+
+    def _assemble(self, num: np.ndarray, cats: list[list[str | None]], codes: list[np.ndarray] | None = None) -> Matrix:
         parts = []
         if self.numeric:
             filled = np.where(np.isnan(num), self.median_, num)
             parts.append((filled - self.mean_) / self.scale_)
-        for c, col in zip(self.categorical, cats):
-            index = {k: j for j, k in enumerate(self.categories_[c])}
-            codes = np.fromiter((index.get(v, -1) if v is not None else -1 for v in col), np.int64, len(col))
-            onehot = np.zeros((len(col), len(index)))
-            hit = codes >= 0
-            onehot[np.flatnonzero(hit), codes[hit]] = 1.0
+        for k, (c, col) in enumerate(zip(self.categorical, cats)):
+            code = self._category_codes(c, col) if codes is None else codes[k]
+            onehot = np.zeros((len(col), len(self.categories_[c])))
+            hit = code >= 0
+            onehot[np.flatnonzero(hit), code[hit]] = 1.0
             parts.append(onehot)
         return np.ascontiguousarray(np.hstack(parts), dtype=np.float64)
 
