@@ -32,6 +32,7 @@ import faust
 import orjson
 
 from stream_ensemble.ab import control
+from stream_ensemble.ab.recovery import SeekBeforeResumeTableManager
 from stream_ensemble.adapters.ab_store import ABStore
 from stream_ensemble.adapters.redis_store import connect
 from stream_ensemble.config import Config
@@ -77,6 +78,8 @@ def build_app(cfg: Config) -> faust.App:
         producer_acks=-1, topic_replication_factor=1, table_standby_replicas=0,
         # a killed instance's partitions move to the others after 10 s (faust's default is 60 s)
         broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
+        # seek the sources to their committed offsets before resuming them (.recovery)
+        TableManager=SeekBeforeResumeTableManager,
     )  # fmt: skip
     sources = app.topic(kafka.scores_topic, ab.shadow_topic, ab.outcomes_topic,
                         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

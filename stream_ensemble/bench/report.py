@@ -165,7 +165,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     if goals:
         lines += ["## Goals", ""]
         lines += _table(["goal", "holds", "detail"], [
-            [g["goal"], "yes" if g["holds"] else "**no**", g.get("detail", "")] for g in goals.values()
+            [g["goal"], ("yes" if g.get("holds_strict", True) else "yes, within noise") if g["holds"] else "**no**",
+             g.get("detail", "")] for g in goals.values()
         ]) + [""]
     lines += _leaderboard(datasets)
     lines += _distilled_table(datasets, summary.get("distilled", {}))

@@ -25,6 +25,9 @@ from stream_ensemble.progress import progress as progress_bar
 @click.option("--pool-size", default=120, show_default=True, type=click.IntRange(2, 1000), help="Members for --pool large.")
 @click.option("--strategy", default=None, help="Ensemble strategy, or 'auto' (default): the candidate with the lowest "
                                                   "calibrated log loss on the held-out calibration part.")
+@click.option("--guard-z", type=click.FloatRange(min=0), default=None,
+              help="With --strategy auto: serve the lowest-loss candidate only if it leads the best single member "
+                   "by more than this many paired standard errors on the calibration part (default 1; 0: no guard).")
 @click.option("--search-budget-s", type=click.FloatRange(min=0), default=None,
               help="Seconds the members' hyperparameter search may start candidates in (default: no limit).")
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="Latency budget: total member cost, ms per 1,000 rows.")
@@ -33,7 +36,8 @@ from stream_ensemble.progress import progress as progress_bar
 @click.pass_context
 def train(ctx: click.Context, registry: Path | None, ensemble: str | None, dataset: str, csv_path: Path | None, label: str | None,
           positive: str | None, no_header: bool, pool: str, pool_size: int, strategy: str | None,
-          search_budget_s: float | None, budget_ms: float | None, max_members: int | None, seed: int) -> None:
+          guard_z: float | None, search_budget_s: float | None, budget_ms: float | None, max_members: int | None,
+          seed: int) -> None:
     """Train a model pool and an ensemble; write new registry versions."""
     from stream_ensemble.core import data as datamod
     from stream_ensemble.core.members.families import make_pool
@@ -55,7 +59,7 @@ def train(ctx: click.Context, registry: Path | None, ensemble: str | None, datas
         ds = datamod.load_bundled(dataset)
     specs = make_pool(pool, random_state=seed, **({"n_models": pool_size} if pool == "large" else {}))
     try:
-        config = build_config(BuildConfig, strategy, budget_ms, max_members, seed, search_budget_s)
+        config = build_config(BuildConfig, strategy, budget_ms, max_members, seed, search_budget_s, guard_z)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"training {len(specs)} members on {ds.name}: {ds.n_rows} rows, "
@@ -82,7 +86,7 @@ def train(ctx: click.Context, registry: Path | None, ensemble: str | None, datas
 
 
 def build_config(cls: Any, strategy: str | None, budget_ms: float | None, max_members: int | None, seed: int,
-                  search_budget_s: float | None = None) -> Any:
+                  search_budget_s: float | None = None, guard_z: float | None = None) -> Any:
     import dataclasses
 
     config = cls(random_state=seed)
@@ -91,6 +95,8 @@ def build_config(cls: Any, strategy: str | None, budget_ms: float | None, max_me
         changes["strategy"] = strategy
     if search_budget_s is not None:
         changes["search_budget_s"] = search_budget_s
+    if guard_z is not None:
+        changes["guard_z"] = guard_z
     if budget_ms is not None or max_members is not None:
         c = config.constraints
         changes["constraints"] = dataclasses.replace(

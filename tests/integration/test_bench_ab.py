@@ -31,10 +31,10 @@ def test_bench_ab_contract_and_goals(servers: dict[str, str], registry: Path, tm
     assert line["switch_seen_s"] is not None and line["switch_seen_s"] <= 2.0, line
     assert line["sticky_violations"] == 0
     assert line["shadow_main_identical"] is True
-    # Never counted twice. Not always all of them in time: a faust app restarted by kill -9 can
-    # hold back a few scores until its next restart (README "Known, not fixed": 34 of 3,980 once,
-    # in a suite run at load average 10), so this test bounds the hold-back instead of hiding
-    # the figure; the bench's own JSON reports both counts as they are.
+    # Never counted twice. The restart loss is fixed (ab/recovery.py), but a rarer hold-back of
+    # one partition after a kill -9 restart is not explained yet (README, Outcome join, "Known,
+    # not fixed"): its outcomes wait for the next restart, so this bounds the gap instead of
+    # hiding it; the bench's JSON reports both counts as measured.
     assert 0.97 * line["outcomes_published"] <= line["outcomes_joined"] <= line["outcomes_published"], line
     assert line["outcomes_published"] > 0
     assert line["winner"] == "champion" and line["sequential_p_value"] < 0.05

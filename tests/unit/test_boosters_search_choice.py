@@ -97,6 +97,27 @@ def test_strategy_choice_serves_the_lowest_loss_even_within_noise_and_records_ea
     assert tie.chosen == "simple" and tie.detail["gap"] == 0.0
 
 
+def test_strategy_guard_serves_best_member_unless_the_lead_beats_the_noise() -> None:
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.1, 0.5, 150)
+    jitter = 0.1 * np.where(np.arange(150) % 2 == 0, 1.0, -1.0)
+    close = {"best_member": base, "complex": base - 0.005 + jitter}  # lead 0.005, SE ~0.008
+    guarded = choose_strategy(close, fallback="best_member", guard_z=1.0)
+    assert (guarded.chosen, guarded.runner_up) == ("best_member", "complex")
+    assert guarded.detail["guarded"] == 1.0 and guarded.detail["lead:complex"] == pytest.approx(0.005)
+    assert 0 < guarded.detail["lead:complex"] <= guarded.detail["lead_se:complex"]
+    # No guard: the lowest loss, and the leads are still recorded.
+    plain = choose_strategy(close, fallback="best_member", guard_z=0.0)
+    assert plain.chosen == "complex" and plain.detail["guarded"] == 0.0
+    # A lead far beyond its SE is served through the guard.
+    clear = {"best_member": base, "complex": base - 0.05 + 0.1 * jitter}
+    won = choose_strategy(clear, fallback="best_member", guard_z=1.0)
+    assert won.chosen == "complex" and won.detail["guarded"] == 0.0
+    assert won.detail["lead:complex"] > won.detail["lead_se:complex"]
+    with pytest.raises(ConfigError):
+        choose_strategy(close, fallback="best_member", guard_z=-1.0)
+
+
 def test_confidence_switch_needs_more_than_one_se_per_alternative_looked_at() -> None:
     rng = np.random.default_rng(0)
     n = 400

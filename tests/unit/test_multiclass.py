@@ -37,11 +37,18 @@ def wine_ensemble(tmp_path_factory: pytest.TempPathFactory) -> ServingEnsemble:
     assert result.strategy == manifest["strategy_choice"]["chosen"]
     assert set(manifest["strategy_choice"]["scores"]) == {"best_member", "stacking_all", "bnb_stacking", "caruana", "bnb_weighted",
                                                           "bnb_soft", "soft_voting_all"}
-    # The rule picks the lowest validation loss; the runner-up and each evidence part are kept.
+    # The rule picks the lowest validation loss unless its lead over best_member is within one
+    # paired SE (then best_member, the lowest kept as runner-up); each evidence part is kept.
     choice = manifest["strategy_choice"]
     scores = choice["scores"]
-    assert choice["chosen"] == min(scores, key=lambda k: scores[k])
-    assert choice["runner_up"] == sorted(scores, key=lambda k: scores[k])[1]
+    lowest = min(scores, key=lambda k: scores[k])
+    d = choice["detail"]
+    if d["guarded"]:
+        assert choice["chosen"] == "best_member" and choice["runner_up"] == lowest
+        assert d[f"lead:{lowest}"] <= d["guard_z"] * d[f"lead_se:{lowest}"]
+    else:
+        assert choice["chosen"] == lowest
+        assert choice["runner_up"] == sorted(scores, key=lambda k: scores[k])[1]
     assert choice["detail"]["gap"] == pytest.approx(scores[choice["runner_up"]] - scores[choice["chosen"]])
     assert {f"calibration:{k}" for k in scores} <= set(choice["detail"])
     return load_serving_ensemble(registry, "wine")

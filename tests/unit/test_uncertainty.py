@@ -162,3 +162,26 @@ def test_unknown_confidence_is_config_error() -> None:
     final, u = _batch()
     with pytest.raises(ConfigError):
         confidence(final, u, "vibes")
+
+
+def test_members_absent_from_every_row_change_nothing() -> None:
+    """A 120-member pool running 4: the uncertainty equals that of the 4 alone (to 1e-12)."""
+    rng = np.random.default_rng(3)
+    n, k = 50, 4
+    p1 = rng.uniform(0.01, 0.99, (n, k))
+    P = np.stack([1 - p1, p1], axis=2)
+    mask = rng.uniform(size=(n, k)) < 0.8
+    w = rng.uniform(0.1, 1.0, (n, k))
+    final = np.column_stack([1 - p1.mean(axis=1), p1.mean(axis=1)])
+    small = uncertainty(P, mask, w, final)
+    big_P = np.full((n, 120, 2), np.nan)
+    cols = np.array([3, 40, 41, 119])
+    big_P[:, cols] = P
+    big_mask = np.zeros((n, 120), dtype=bool)
+    big_mask[:, cols] = mask
+    big_w = np.zeros((n, 120))
+    big_w[:, cols] = w
+    big = uncertainty(big_P, big_mask, big_w, final)
+    for name in ("member_std", "total_entropy", "aleatoric", "epistemic", "agreement"):
+        np.testing.assert_allclose(getattr(big, name), getattr(small, name), rtol=0, atol=1e-12)
+    assert big.n_present.tolist() == small.n_present.tolist()

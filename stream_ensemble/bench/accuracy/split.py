@@ -29,6 +29,7 @@ from stream_ensemble.bench.accuracy.config import (
     VALIDATED_STRATEGY,
     BenchConfig,
 )
+from stream_ensemble.bench.accuracy.noise import paired_loss_gap, selective_gap
 from stream_ensemble.core.data import Dataset, stratified_split
 from stream_ensemble.core.data.features import FeatureEncoder
 from stream_ensemble.core.evaluation import (
@@ -97,6 +98,9 @@ class SplitResult:
         Step -> seconds.
     failed : dict
         Members or strategies that could not be fit, with the reason.
+    noise : dict
+        Paired test gaps and their standard errors (``bench.accuracy.noise``): the default's
+        log loss minus the best single member's, its selective accuracy minus the baseline's.
     """
 
     methods: dict[str, dict[str, float]]
@@ -117,6 +121,7 @@ class SplitResult:
     search: dict[str, Any] = field(default_factory=dict)
     default_cost_ms_per_1k: float = math.nan
     distilled: dict[str, float] = field(default_factory=dict)
+    noise: dict[str, float] = field(default_factory=dict)
 
 
 def calibration_note(calibrator: Any) -> dict[str, Any]:
@@ -348,6 +353,10 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         mean_all = P_test.mean(axis=1)
         base_conf = mean_all.max(axis=1)
         base_correct = mean_all.argmax(axis=1) == yt
+        gap_ll, gap_ll_se = paired_loss_gap(d["proba"], P_test[:, best], yt)
+        gap_sel, gap_sel_se = selective_gap(conf, correct, base_conf, base_correct, config.coverage, seed)
+        noise = {"default_minus_best_single_log_loss": gap_ll, "default_minus_best_single_log_loss_se": gap_ll_se,
+                 "selective_minus_baseline": gap_sel, "selective_minus_baseline_se": gap_sel_se}
         confidence = {
             "measure": measure,
             "error_auroc": error_auroc(conf, correct),
@@ -376,6 +385,7 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
         search={k: v.as_dict() for k, v in built.search.items()},
         default_cost_ms_per_1k=default_cost,
         distilled=distilled,
+        noise=noise,
     )
 
 

@@ -129,6 +129,9 @@ def accuracy_cmd(
     page = write_html(markdown, [png], out.with_suffix(".html"), "stream-ensemble accuracy benchmark")
     partial_path.unlink(missing_ok=True)
     click.echo(f"wrote {out}, {md}, {png}, {page} ({result['elapsed_s']:.0f} s)", err=True)
+    from stream_ensemble.bench.accuracy.aggregate import summary_line
+
+    click.echo(json.dumps(summary_line(result, str(out))))
 
 
 def _loaders(

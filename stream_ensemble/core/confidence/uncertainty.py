@@ -145,6 +145,11 @@ def uncertainty(P: Proba, mask: Mask, weights: Weights, final: FloatArray) -> Un
     w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (n, m))
     if np.any(w < 0):
         raise CombinerError("weights must be non-negative")
+    present_cols = np.flatnonzero(mask.any(axis=0))
+    if present_cols.size < m:
+        # Members absent from every row weigh 0 and vote nowhere: leaving them out changes no
+        # figure (beyond summation order) and a 120-member pool running 4 costs 4/120 here.
+        P, mask, w = P[:, present_cols], mask[:, present_cols], w[:, present_cols]
     w = np.where(mask, np.nan_to_num(w), 0.0)
     total_w = w.sum(axis=1, keepdims=True)
     n_present = mask.sum(axis=1)

@@ -52,6 +52,7 @@ from stream_ensemble.core.strategies import (
     AUTO,
     AUTO_CANDIDATES,
     EnsembleStrategy,
+    StrategyName,
     binary_only,
     fit_strategy,
     parse_strategy,
@@ -252,7 +253,8 @@ def build_on_members(
                 evidence = {c: np.concatenate([extra[c], v]) for c, v in evidence.items()}
                 n_extra = np.asarray(y_fit).size
                 parts = {"crossfit": slice(0, n_extra), "calibration": slice(n_extra, n_extra + yc.size)}
-        strategy_choice = choose_strategy(evidence, parts)
+        strategy_choice = choose_strategy(evidence, parts, fallback=StrategyName.BEST_MEMBER.value,
+                                          guard_z=cfg.guard_z)
         default = strategy_choice.chosen
     else:
         default = candidates[0]

@@ -64,6 +64,12 @@ class BuildConfig:
         pooled 4:1 with the calibration part it outweighs the only rows that judge the served
         pipeline itself; on six small benchmark datasets it made the choice worse
         (crossfit module docstring).
+    guard_z : float
+        With ``strategy="auto"``: the lowest-loss candidate is served only when its paired lead
+        over ``best_member`` on the calibration part exceeds ``guard_z`` standard errors of the
+        per-row loss difference, else ``best_member`` is
+        (:func:`~stream_ensemble.core.training.choice.choose_strategy`). Default 1 (one SE,
+        the conventional bar; not tuned on the benchmark); 0 serves the lowest loss.
 
     Raises
     ------
@@ -81,6 +87,7 @@ class BuildConfig:
     conformal_randomized: bool = True
     random_state: int = 0
     crossfit_below: int = 0
+    guard_z: float = 1.0
 
     def __post_init__(self) -> None:
         if self.strategy != AUTO:
@@ -94,6 +101,8 @@ class BuildConfig:
         parse_method(self.calibration)
         if not isinstance(self.crossfit_below, int) or self.crossfit_below < 0:
             raise ConfigError(f"crossfit_below must be an int >= 0, got {self.crossfit_below!r}")
+        if not (isinstance(self.guard_z, (int, float)) and math.isfinite(self.guard_z) and self.guard_z >= 0):
+            raise ConfigError(f"guard_z must be a finite number >= 0, got {self.guard_z!r}")
         if not 0.0 < self.conformal_alpha < 1.0:
             raise ConfigError(f"conformal_alpha must be in (0, 1), got {self.conformal_alpha}")
 

@@ -7,9 +7,11 @@ calibrator was fit on -- never a constant tuned on a benchmark's datasets:
   :data:`~stream_ensemble.core.strategies.AUTO_CANDIDATES` that supports the label count --
   the best single member and plain averaging among them -- is fit on the OOF predictions,
   calibrated, and scored by its per-row calibrated log loss on the held-out rows; the
-  lowest mean loss is served (:func:`choose_strategy` says why not a parsimony rule). The
-  runner-up and the paired standard error of the gap between them are recorded, so a reader
-  sees when the choice was a coin flip.
+  lowest mean loss is served unless its paired lead over the best single member is within
+  ``BuildConfig.guard_z`` standard errors, when the best single member is (:func:`choose_strategy`
+  says why this guard and not a parsimony rule over the list). The runner-up and the paired
+  standard error of the gap between them are recorded, so a reader sees when the choice was a
+  coin flip.
 * **Confidence measure**: the error AUROC of every definition in
   :data:`~stream_ensemble.core.confidence.uncertainty.CONFIDENCE_MEASURES` on the same rows.
   Plain top probability is the default every other measure must beat: another measure is
@@ -34,6 +36,7 @@ from scipy.stats import norm, rankdata
 
 from stream_ensemble.core.confidence.uncertainty import CONFIDENCE_MEASURES, uncertainty
 from stream_ensemble.core.strategies import EnsembleStrategy
+from stream_ensemble.errors import ConfigError
 from stream_ensemble.types import Labels, Matrix, Proba
 
 FloatArray = npt.NDArray[np.float64]
@@ -88,10 +91,22 @@ def _paired(a: FloatArray, b: FloatArray) -> tuple[float, float]:
 
 
 def choose_strategy(losses: Mapping[str, FloatArray],
-                    parts: Mapping[str, slice] | None = None) -> Choice:
-    """The candidate with the lowest mean validation log loss; ties keep the first listed.
+                    parts: Mapping[str, slice] | None = None, *,
+                    fallback: str | None = None, guard_z: float = 0.0) -> Choice:
+    """The candidate with the lowest mean validation log loss, guarded by ``fallback``.
 
-    Why the lowest loss and not a parsimony rule: the candidates are judged on the same
+    Without a guard (``guard_z=0``) the lowest mean loss is served; ties keep the first listed.
+    With ``guard_z > 0``, the lowest-loss candidate is served only when its paired lead over
+    ``fallback`` (the best single member) exceeds ``guard_z`` standard errors of the per-row
+    loss difference on the same rows; otherwise ``fallback`` is. This is not the one-SE rule
+    toward the head of the list rejected below: there is one fallback, the yardstick the
+    ensemble must not lose to, and the rule only asks that the lead a combiner shows over it
+    be larger than the noise of the rows it is measured on (on 140 rows the SE of a paired
+    log-loss gap is ~0.01, as large as most gains). Every candidate's lead over ``fallback``
+    and its SE are recorded (``lead:<c>``, ``lead_se:<c>``), so the unguarded pick can be
+    read off the same manifest.
+
+    Why the lowest loss among the others and not a parsimony rule over the list: the candidates are judged on the same
     held-out rows, so the lowest mean loss is the unbiased pick of the one with the lowest
     expected loss -- the winner's curse inflates the winner's *reported* figure, not the
     chance that a rival is truly better. A "simplest within one SE" rule instead shifts
@@ -113,28 +128,52 @@ def choose_strategy(losses: Mapping[str, FloatArray],
         Named row ranges of ``losses`` (e.g. ``{"crossfit": slice(0, 800), "calibration":
         slice(800, 1000)}``); each part's mean loss per candidate is recorded in
         ``detail`` as ``"<part>:<candidate>"`` so a reader sees whether the parts agree.
+    fallback : str, optional
+        Candidate served when no other leads it by more than ``guard_z`` SEs (a key of
+        ``losses``; ignored when absent).
+    guard_z : float, default=0.0
+        Standard errors of lead the lowest-loss candidate needs over ``fallback``; 0: none.
 
     Returns
     -------
     Choice
-        ``runner_up``: the second lowest. ``detail``: ``gap`` (runner-up's mean loss minus
-        the chosen one's, >= 0), its paired standard error ``gap_se`` and ``rows`` judged.
+        ``runner_up``: the second lowest, or the unguarded pick when the guard served
+        ``fallback``. ``detail``: ``gap`` (runner-up's mean loss minus the chosen one's; >= 0
+        unless the guard served ``fallback``), its paired standard error ``gap_se``, ``rows``
+        judged, ``guarded`` (1.0 when the guard overrode the lowest loss) and each
+        candidate's ``lead:<c>`` / ``lead_se:<c>`` over ``fallback``.
     """
+    if not guard_z >= 0:
+        raise ConfigError(f"guard_z must be >= 0, got {guard_z}")
     names = list(losses)
     means = {k: float(np.mean(v)) for k, v in losses.items()}
     finite = [k for k in names if math.isfinite(means[k])] or names
     order = sorted(finite, key=lambda k: (means[k], names.index(k)))
     chosen = order[0]
     runner = order[1] if len(order) > 1 else None
+    leads: dict[str, float] = {}
+    guarded = False
+    if fallback is not None and fallback in losses:
+        for k in names:
+            lead, lead_se = _paired(losses[fallback], losses[k])
+            leads[f"lead:{k}"], leads[f"lead_se:{k}"] = lead, lead_se
+        lead, lead_se = leads[f"lead:{chosen}"], leads[f"lead_se:{chosen}"]
+        # NaN SE (one row) or a lead within guard_z SEs: the fallback is served.
+        if guard_z > 0 and chosen != fallback and not lead > guard_z * lead_se:
+            guarded, runner, chosen = True, chosen, str(fallback)
     detail: dict[str, float] = {}
     if runner is not None:
         gap, se = _paired(losses[runner], losses[chosen])
         detail = {"gap": gap, "gap_se": se}
     detail["rows"] = float(np.asarray(losses[chosen]).size)
+    if fallback in losses:
+        detail.update({"guarded": float(guarded), "guard_z": float(guard_z), **leads})
     for part, rows in (parts or {}).items():
         detail.update({f"{part}:{k}": float(np.mean(np.asarray(v)[rows])) for k, v in losses.items()})
     rule = ("lowest mean calibrated log loss on held-out rows (" + " + ".join(parts or ["validation"])
             + "); ties: order " + ", ".join(names))
+    if fallback in losses and guard_z > 0:
+        rule += f"; {fallback} unless the lowest leads it by more than {guard_z:g} paired SE"
     return Choice(chosen, runner, means, rule, detail)
 
 

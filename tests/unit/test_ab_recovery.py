@@ -1,0 +1,72 @@
+"""ab/recovery.py: the join app's recovery end seeks the source partitions before it resumes them.
+
+The proof that no outcome is lost is the kill -9 integration test (tests/integration/
+test_ab_evaluate.py, real broker and faust app); this checks the order of the calls and the wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+
+from stream_ensemble.ab.recovery import SeekBeforeResumeRecovery, SeekBeforeResumeTableManager
+
+
+def test_the_app_uses_the_reordered_recovery() -> None:
+    app = faust.App("t-recovery-wiring", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                    TableManager=SeekBeforeResumeTableManager)
+    assert isinstance(app.tables, SeekBeforeResumeTableManager)
+    assert type(app.tables.recovery) is SeekBeforeResumeRecovery
+
+
+def _recording_recovery(calls: list[str], generation: int) -> Any:
+    async def perform_seek() -> None:
+        calls.append("seek")
+
+    async def wait(coro: Any, timeout: float | None = None) -> None:
+        await coro
+
+    async def send() -> None:
+        calls.append("rebalance_complete")
+
+    async def fetcher_start() -> None:
+        calls.append("fetcher_start")
+
+    consumer = SimpleNamespace(
+        assignment=lambda: {"scores:0", "outcomes:0", "join-state-changelog:0"},
+        perform_seek=perform_seek,
+        resume_flow=lambda: calls.append("resume_flow"),
+        resume_partitions=lambda tps: calls.append("resume:" + ",".join(sorted(tps))),
+    )
+    app = SimpleNamespace(
+        consumer=consumer, consumer_generation_id=generation, conf=SimpleNamespace(broker_request_timeout=1.0),
+        on_rebalance_complete=SimpleNamespace(send=send),
+        flow_control=SimpleNamespace(resume=lambda: calls.append("flow_control_resume (empties queues)")),
+        _fetcher=SimpleNamespace(maybe_start=fetcher_start),
+        assignor=SimpleNamespace(assigned_standbys=lambda: set()),
+        on_rebalance_end=lambda: calls.append("rebalance_end"),
+    )
+    log = SimpleNamespace(info=lambda *a: None, dev=lambda *a: None, warning=lambda *a: calls.append("warning"))
+    tables = SimpleNamespace(values=lambda: [], on_actives_ready=lambda: None, on_standbys_ready=lambda: None)
+    return SimpleNamespace(app=app, log=log, tables=tables, actives_for_table={}, standbys_for_table={},
+                           _set_recovery_ended=lambda: None, _is_changelog_tp=lambda tp: "changelog" in tp,
+                           _wait=wait, completed=SimpleNamespace(set=lambda: calls.append("completed")))
+
+
+def test_sources_are_sought_while_paused_then_queues_emptied_then_resumed() -> None:
+    calls: list[str] = []
+    asyncio.run(SeekBeforeResumeRecovery.on_recovery_completed(_recording_recovery(calls, 3), 3))
+    assert calls.index("seek") < calls.index("flow_control_resume (empties queues)") < calls.index("resume_flow")
+    resumed = [c for c in calls if c.startswith("resume:")]
+    assert resumed == ["resume:outcomes:0,scores:0"]  # the sources only, never the changelog
+    assert calls.index("resume_flow") < calls.index(resumed[0]) < calls.index("fetcher_start")
+    assert calls[-1] == "rebalance_end"
+
+
+def test_a_newer_generation_leaves_the_sources_paused() -> None:
+    calls: list[str] = []
+    asyncio.run(SeekBeforeResumeRecovery.on_recovery_completed(_recording_recovery(calls, 4), 3))
+    assert "seek" not in calls and not [c for c in calls if c.startswith("resume")]
