@@ -290,3 +290,12 @@ def test_conformal_twins_match_predictors_fit_on_the_same_rows() -> None:
     ref_rand = ConformalClassifier(alpha=0.1, mondrian=True, randomized=True).fit(proba, y)
     assert np.array_equal(rand.predict_set(proba[:50], u=u), ref_rand.predict_set(proba[:50], u=u))
     assert plain.randomized is False
+
+
+def test_selective_miss_says_whether_any_measure_would_have_closed_it() -> None:
+    e = _entry(0.05, 0.0, (0.05, 0.05), 0.90, (0.80, 0.81)) | {"noise": {
+        "selective_minus_baseline": -0.01, "selective_minus_baseline_se": 0.01}}
+    e["confidence"] |= {"measure": "top_proba", "measure_per_split": ["top_proba"] * 3,
+                        "measures_selective_accuracy_at_80": {"top_proba": 0.80, "margin": 0.805}}
+    detail = accuracy.summarise({"g": e})["goals"]["selective_accuracy_ge_baseline"]["detail"]
+    assert "served top_proba on 3/3 splits, best measure on test margin 0.8050 < baseline 0.8100" in detail

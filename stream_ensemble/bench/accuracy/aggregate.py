@@ -173,6 +173,24 @@ def _noise_note(entry: dict[str, Any], key: str) -> str:
     return f" (log-loss gap {gap:+.4f}, s.e. {se:.4f}: {'beyond' if gap > Z_NOISE * se else 'within'} test noise)"
 
 
+def _selective_cause(conf: dict[str, Any], key: str) -> str:
+    """Whether the served measure or the served probabilities hold selective accuracy back.
+
+    ``"; served top_proba on 3/3 splits, best measure on test 0.808 < baseline 0.812"``: when
+    even the measure that was best on *test* stays behind the baseline, no choice of measure
+    closes the gap -- the served probabilities (strategy) rank or decide worse than soft voting's.
+    """
+    per = conf.get("measure_per_split", [])
+    on_test = conf.get(f"measures_{key}", {})
+    if not per or not on_test:
+        return ""
+    best = max(on_test, key=lambda m: on_test[m])
+    base = conf.get(f"baseline_{key}", math.nan)
+    verdict = "<" if on_test[best] < base else ">="
+    return (f"; served {conf['measure']} on {per.count(conf['measure'])}/{len(per)} splits, best measure on test "
+            f"{best} {on_test[best]:.4f} {verdict} baseline {base:.4f}")
+
+
 def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selective_accuracy_at_80") -> dict[str, Any]:
     """Cross-dataset summary and the goal checks.
 
@@ -254,7 +272,8 @@ def summarise(datasets: dict[str, dict[str, Any]], coverage_key: str = "selectiv
         gap = e.get("noise", {}).get("selective_minus_baseline", math.nan)
         se = e.get("noise", {}).get("selective_minus_baseline_se", math.nan)
         beyond = not gap >= -Z_NOISE * se  # NaN (no SE): judged strictly
-        sel_miss.append(f"{n} {100 * gap:+.2f} pts (s.e. {100 * se:.2f}: {'beyond' if beyond else 'within'} noise)")
+        sel_miss.append(f"{n} {100 * gap:+.2f} pts (s.e. {100 * se:.2f}: {'beyond' if beyond else 'within'} noise"
+                        f"{_selective_cause(e['confidence'], coverage_key)})")
         if beyond:
             sel_bad.append(n)
     goals["selective_accuracy_ge_baseline"] = {
