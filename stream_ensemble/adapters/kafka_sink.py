@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from stream_ensemble.adapters.kafka import client_conf
+from stream_ensemble.adapters.kafka_admin import client_conf
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.types import Undelivered

@@ -40,3 +40,30 @@ def test_kill9_under_poison_counts_every_event(servers: dict[str, str], registry
     assert res["degraded_actual"] == res["poison_neighbours_degraded"] == 0  # healthy members, same scores
     assert 0 < res["max_stall_s"] < 120 and res["stall_at_marks_s"][0] > 0
     assert res["rss_mb_max"] > 50 and res["redis_mb_max"] > 0
+
+
+def test_short_soak_keeps_redis_under_its_maxmemory(servers: dict[str, str], registry: Path,
+                                                   feature_rows: list[dict[str, Any]], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI's soak: the bench's own Redis (ops/redis.sh) bounded at 4 MB, 8,000 distinct events
+    (~15 MB of cache bodies) at 1,000/s; ``bench faults`` runs the 1,000,000-event one."""
+    from stream_ensemble.bench.faults.scenarios import Context, soak
+    from stream_ensemble.bench.faults.servers import OwnServers
+
+    from .conftest import free_port_block
+
+    monkeypatch.setenv("REDIS_MAXMEMORY", "4mb")  # read by ops/redis.sh through the bench's environment
+    port = free_port_block(int(servers["redis"].rsplit(":", 1)[1].split("/")[0]) + 40, 1)
+    own = OwnServers(tmp_path / "servers", kafka_port=1, redis_port=port, cluster_port=1)  # only Redis is started
+    env = BenchEnv(bootstrap=servers["bootstrap"], redis_url=servers["redis"], registry=registry,
+                   records=feature_rows, work_dir=tmp_path, rate=100.0)
+    ctx = Context(env, own, soak_events=8000, soak_rate=1000.0)
+    try:
+        res = soak(ctx)
+    finally:
+        own.close()
+    assert res["produced"] == res["scored"] == 8000 and res["lost"] == 0 and res["worker_exits"] == []
+    assert res["redis_maxmemory_mb"] == pytest.approx(4 * 1024 * 1024 / 1e6)
+    print(f"soak: redis_mb_max {res['redis_mb_max']} of maxmemory {res['redis_maxmemory_mb']:.2f} MB")
+    assert res["redis_mb_max"] > 0.8 * res["redis_maxmemory_mb"], "the cache reached the bound (else nothing is shown)"
+    assert res["redis_bounded_by_config"] is True, res["redis_mb_max"]
