@@ -168,6 +168,11 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             [g["goal"], ("yes" if g.get("holds_strict", True) else "yes, within noise") if g["holds"] else "**no**",
              g.get("detail", "")] for g in goals.values()
         ]) + [""]
+        cov = goals.get("conformal_coverage_within_2pts", {})
+        if "class_detail" in cov:  # bench.accuracy.coverage: Mondrian per class, and pooled over datasets
+            pooled = ", ".join(f"{k} {100 * v['mean_offset']:+.2f} ± {100 * v['se']:.2f}" for k, v in cov["pooled"].items())
+            lines += [f"Coverage of Mondrian sets per class: {cov['class_detail']}. Pooled over the datasets "
+                      f"(inverse-variance mean offset from 1-α ± s.e., points): {pooled}.", ""]
     lines += _leaderboard(datasets)
     lines += _distilled_table(datasets, summary.get("distilled", {}))
     lines += _issue4_tables(datasets)

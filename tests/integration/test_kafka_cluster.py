@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -43,13 +44,17 @@ def test_worker_survives_one_broker_of_three(cluster, servers, registry: Path, f
     topics = Topics(f"kc-{tag}-features", f"kc-{tag}-scores", f"kc-{tag}-dlq", f"kc-{tag}-group")
     worker = WorkerProcess(registry, topics, {**servers, "bootstrap": bootstrap}, tmp_path / "worker.log", "--batch-size", "50")
     try:
+        # The worker creates its topics, replicated 3 times. Each AdminClient may ask another
+        # broker, whose metadata can lag the one that created them: wait until one answer
+        # holds both topics, then check their replicas in that same answer.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the worker creates its topics, replicated 3 times
+        md: dict[str, Any] = {}
+        while time.monotonic() < deadline:
             md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
-            if topics.scores in md and md[topics.scores].partitions:
+            if all(t in md and md[t].partitions for t in (topics.features, topics.scores)):
                 break
             time.sleep(0.5)
-        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+        assert topics.features in md, f"the worker's topics are not visible after 60 s: {sorted(md)}"
         assert {len(p.replicas) for p in md[topics.features].partitions.values()} == {3}
 
         produce(bootstrap, topics.features, [event(i, feature_rows[i % 200], prefix=tag) for i in range(300)])

@@ -15,7 +15,7 @@ from sklearn.datasets import make_classification
 
 from stream_ensemble.bench import accuracy, report
 from stream_ensemble.bench.accuracy.aggregate import _aggregate_methods
-from stream_ensemble.bench.accuracy.split import _conformal_twin
+from stream_ensemble.bench.accuracy.coverage import conformal_twin
 from stream_ensemble.cli.bench import bench, jsonable
 from stream_ensemble.core.data import Dataset, from_frame, load_bundled
 from stream_ensemble.core.evaluation import relative_reduction
@@ -280,13 +280,22 @@ def test_conformal_twins_match_predictors_fit_on_the_same_rows() -> None:
     proba = np.column_stack([1 - q, q])
     y = (rng.uniform(size=200) < 0.3 + 0.4 * q).astype(int)
     plain = ConformalClassifier(alpha=0.1).fit(proba, y)
-    twin = _conformal_twin(plain, mondrian=True, randomized=False)
+    twin = conformal_twin(plain, mondrian=True, randomized=False)
     ref = ConformalClassifier(alpha=0.1, mondrian=True).fit(proba, y)
     assert np.array_equal(twin.threshold(0.05), ref.threshold(0.05))
     assert not np.array_equal(twin.threshold(0.1), plain.threshold(0.1))  # per-class differs here
     assert plain.mondrian is False  # the built predictor itself is untouched
     u = rng.uniform(size=50)
-    rand = _conformal_twin(plain, mondrian=True, randomized=True)
+    rand = conformal_twin(plain, mondrian=True, randomized=True)
     ref_rand = ConformalClassifier(alpha=0.1, mondrian=True, randomized=True).fit(proba, y)
     assert np.array_equal(rand.predict_set(proba[:50], u=u), ref_rand.predict_set(proba[:50], u=u))
     assert plain.randomized is False
+
+
+def test_selective_miss_says_whether_any_measure_would_have_closed_it() -> None:
+    e = _entry(0.05, 0.0, (0.05, 0.05), 0.90, (0.80, 0.81)) | {"noise": {
+        "selective_minus_baseline": -0.01, "selective_minus_baseline_se": 0.01}}
+    e["confidence"] |= {"measure": "top_proba", "measure_per_split": ["top_proba"] * 3,
+                        "measures_selective_accuracy_at_80": {"top_proba": 0.80, "margin": 0.805}}
+    detail = accuracy.summarise({"g": e})["goals"]["selective_accuracy_ge_baseline"]["detail"]
+    assert "served top_proba on 3/3 splits, best measure on test margin 0.8050 < baseline 0.8100" in detail

@@ -5,7 +5,6 @@ The protocol is the package docstring's (:mod:`stream_ensemble.bench.accuracy`).
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -29,6 +28,7 @@ from stream_ensemble.bench.accuracy.config import (
     VALIDATED_STRATEGY,
     BenchConfig,
 )
+from stream_ensemble.bench.accuracy.coverage import split_coverage
 from stream_ensemble.bench.accuracy.noise import paired_loss_gap, selective_gap
 from stream_ensemble.core.data import Dataset, stratified_split
 from stream_ensemble.core.data.features import FeatureEncoder
@@ -195,18 +195,6 @@ def _encode(data: Dataset, parts: Sequence[npt.NDArray[np.int64]]) -> list[tuple
     return out
 
 
-def _conformal_twin(conformal: Any, mondrian: bool, randomized: bool) -> Any:
-    """The same fitted conformal predictor with another thresholding rule.
-
-    ``ConformalClassifier.fit`` stores the per-class scores whatever ``mondrian`` is, so the
-    twin uses exactly the rows ``build`` calibrated on, whichever protocol it follows.
-    """
-    twin = copy.copy(conformal)
-    twin.mondrian = mondrian
-    twin.randomized = randomized
-    return twin
-
-
 def _validated_pick(built: Any, names: Sequence[str]) -> str:
     """Strategy with the lowest calibrated log loss on the calibration part (ties: list order)."""
     def score(name: str) -> float:
@@ -240,7 +228,7 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
     ModelPoolError
         No member could be fitted.
     """
-    from stream_ensemble.core.confidence.conformal import coverage, mean_set_size, row_uniforms
+    from stream_ensemble.core.confidence.conformal import row_uniforms
     from stream_ensemble.core.confidence.uncertainty import (
         CONFIDENCE_MEASURES,
         DEFAULT_CONFIDENCE,
@@ -325,20 +313,10 @@ def run_split(data: Dataset, r: int, config: BenchConfig, strategies: Sequence[s
             "ece_after": expected_calibration_error(d["proba"], yt),
             **calibration_note(built.calibrators.get(built.default)),
         }
-        conformal: list[dict[str, Any]] = []
-        served = built.conformals[built.default]
-        u = row_uniforms(Xt)  # the tie-breaking the worker uses: a hash of the encoded row
-        for alpha in config.alphas:
-            for is_m in (False, True):
-                # The served sets: scores on the unclipped calibrated probability, randomized as
-                # built; the deterministic (conservative) rule's coverage is reported beside it.
-                cp = _conformal_twin(served, is_m, bool(getattr(served, "randomized", False)))
-                sets = cp.predict_set(d["set_proba"], alpha=alpha, u=u)
-                strict = _conformal_twin(served, is_m, False).predict_set(d["set_proba"], alpha=alpha)
-                conformal.append({"alpha": alpha, "mondrian": is_m, "randomized": bool(cp.randomized),
-                                  "coverage": coverage(sets, yt), "mean_set_size": mean_set_size(sets),
-                                  "coverage_deterministic": coverage(strict, yt),
-                                  "mean_set_size_deterministic": mean_set_size(strict)})
+        # The served sets (randomized as built, scores on the unclipped calibrated probability),
+        # the deterministic rule's coverage beside them; u is the worker's row hash.
+        conformal = split_coverage(built.conformals[built.default], d["set_proba"], yt, row_uniforms(Xt),
+                                   config.alphas)
         st = built.strategies[built.default]
         # Stacking weights can be negative; the uncertainty decomposition needs a mixture.
         weights = np.maximum(st.effective_weights(avail_t, Xt), 0.0)
