@@ -53,7 +53,7 @@ class FakeConsumer:
 def source(monkeypatch: pytest.MonkeyPatch) -> kafka_adapter.KafkaSource:
     FakeConsumer.made = []
     monkeypatch.setattr(kafka_adapter, "Consumer", FakeConsumer)
-    return kafka_adapter.KafkaSource(KafkaConfig(bootstrap="127.0.0.1:1", features_topic="features"))
+    return kafka_adapter.KafkaSource(KafkaConfig(bootstrap="127.0.0.1:1", features_topic="features", group_protocol="consumer"))
 
 
 def test_a_fatal_error_replaces_the_consumer(source: kafka_adapter.KafkaSource, caplog: pytest.LogCaptureFixture) -> None:
@@ -83,12 +83,12 @@ def test_group_protocol_setting_picks_the_client_properties() -> None:
     from stream_ensemble.config import load_config
     from stream_ensemble.errors import ConfigError
 
-    assert KafkaConfig().group_protocol == "consumer"
-    assert load_config(env={"SE_GROUP_PROTOCOL": "classic"}).kafka.group_protocol == "classic"
+    assert KafkaConfig().group_protocol == "classic"
+    assert load_config(env={"SE_GROUP_PROTOCOL": "consumer"}).kafka.group_protocol == "consumer"
     with pytest.raises(ConfigError, match="group protocol"):
         KafkaConfig(group_protocol="eager")
     # librdkafka refuses the classic-only properties with group.protocol=consumer
-    assert kafka_adapter.group_conf(KafkaConfig()) == {"group.protocol": "consumer"}
+    assert kafka_adapter.group_conf(KafkaConfig(group_protocol="consumer")) == {"group.protocol": "consumer"}
     classic = kafka_adapter.group_conf(KafkaConfig(group_protocol="classic", session_timeout_s=9.0))
     assert classic == {"group.protocol": "classic", "partition.assignment.strategy": "cooperative-sticky",
                        "session.timeout.ms": 9000, "heartbeat.interval.ms": 1000}
