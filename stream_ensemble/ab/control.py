@@ -31,8 +31,10 @@ def report(store: ABStore, ensemble: str, cfg: ABConfig) -> dict[str, Any]:
     spec = ExperimentSpec.from_fields(ensemble, fields)
     merged = merge_stats(store.partitions(spec.experiment))
     previous = {k[len("seq_p:"):]: float(v) for k, v in fields.items() if k.startswith("seq_p:")}
+    worse = {k[len("worse_p:"):]: float(v) for k, v in fields.items() if k.startswith("worse_p:")}
     out = summarize(spec, merged, metric=cfg.metric, alpha=cfg.alpha, min_outcomes=cfg.min_outcomes,
-                    previous_seq_p=previous)
+                    previous_seq_p=previous, guardrail_test=cfg.guardrail_test,  # type: ignore[arg-type]
+                    previous_worse_p=worse)
     out["join"] = store.counts(cfg.app_id)
     out["challenger_weights"] = dict(spec.challengers)
     return out
@@ -50,14 +52,17 @@ def look(store: ABStore, ensemble: str, cfg: ABConfig, now: float | None = None)
     spec = ExperimentSpec.from_fields(ensemble, fields)
     rep = report(store, ensemble, cfg)
     updates: dict[str, str] = {f"seq_p:{arm}": repr(c["sequential_p_value"]) for arm, c in rep["comparisons"].items()}
+    updates.update({f"worse_p:{arm}": repr(c["worse_sequential_p_value"]) for arm, c in rep["comparisons"].items()})
     weights = dict(spec.challengers)
     stopped = [arm for arm, c in rep["comparisons"].items() if c["guardrail"] == "stop" and weights.get(arm, 0) > 0]
     for arm in stopped:
         weights[arm] = 0.0
         c = rep["comparisons"][arm]
-        log.warning("guardrail stopped %s in %s: worse with anytime-valid confidence (sequential p %.3g, CS [%s, %s])",
-                    arm, spec.experiment, c["sequential_p_value"], c["cs_low"], c["cs_high"],
-                    extra={"event": "guardrail", "experiment": spec.experiment, "arm": arm,
+        log.warning("guardrail stopped %s in %s: worse with anytime-valid confidence (%s test; one-sided sequential "
+                    "p %.3g, two-sided %.3g, CS [%s, %s])", arm, spec.experiment, c["guardrail_test"],
+                    c["worse_sequential_p_value"], c["sequential_p_value"], c["cs_low"], c["cs_high"],
+                    extra={"event": "guardrail", "experiment": spec.experiment, "arm": arm, "test": c["guardrail_test"],
+                           "worse_sequential_p_value": c["worse_sequential_p_value"],
                            "sequential_p_value": c["sequential_p_value"]})
     if stopped and not any(w > 0 for w in weights.values()):
         updates["status"] = "stopped: guardrail"
@@ -80,7 +85,8 @@ def look(store: ABStore, ensemble: str, cfg: ABConfig, now: float | None = None)
     store.write(ensemble, updates)
     point = {"t": time.time() if now is None else now,
              "arms": {a: {"n": r["n"], **(r["members"].get("ensemble", {}).get(cfg.metric) or {})} for a, r in rep["arms"].items()},
-             "comparisons": {a: {k: c[k] for k in ("difference", "low", "high", "cs_low", "cs_high", "sequential_p_value")}
+             "comparisons": {a: {k: c[k] for k in ("difference", "low", "high", "cs_low", "cs_high", "sequential_p_value",
+                                                   "worse_sequential_p_value")}
                              for a, c in rep["comparisons"].items()}}
     store.append_history(spec.experiment, point)
     return rep

@@ -26,7 +26,8 @@ def render_table(rep: dict[str, Any]) -> str:
             return "-" if x is None else f"{x:+.4f}"
         lines.append(f"{arm} - champion ({'paired' if c['paired'] else 'independent'}, n={c['n']}): {g(c['difference'])} "
                      f"fixed [{g(c['low'])}, {g(c['high'])}] p={c['p_value']:.3g}; anytime CS [{g(c['cs_low'])}, "
-                     f"{g(c['cs_high'])}] sequential p={c['sequential_p_value']:.3g}; guardrail {c['guardrail']}")
+                     f"{g(c['cs_high'])}] sequential p={c['sequential_p_value']:.3g}; worse (one-sided) sequential "
+                     f"p={c['worse_sequential_p_value']:.3g}; guardrail ({c['guardrail_test']}) {c['guardrail']}")
     j = rep.get("join", {})
     lines.append("join: " + ", ".join(f"{k} {v}" for k, v in sorted(j.items())) if j else "join: (no counts yet)")
     lines.append(f"winner: {rep['winner']}")

@@ -124,7 +124,7 @@ def ab_status(ctx: click.Context, ensemble: str | None, as_json: bool, redis_url
         click.echo(orjson.dumps({"experiments": out, "join": counts}).decode())
         return
     for n, fields in out.items():
-        click.echo(f"{n}: " + ", ".join(f"{k}={v}" for k, v in fields.items() if not k.startswith("seq_p:")))
+        click.echo(f"{n}: " + ", ".join(f"{k}={v}" for k, v in fields.items() if not k.startswith(("seq_p:", "worse_p:"))))
     if not out:
         click.echo("(no experiment)")
     click.echo("join: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "(ab evaluate has not run)"))
@@ -140,14 +140,16 @@ def ab_status(ctx: click.Context, ensemble: str | None, as_json: bool, redis_url
 @setting_option("ab.metric", type=click.Choice(["accuracy", "log_loss", "brier"]))
 @setting_option("ab.alpha")
 @setting_option("ab.min_outcomes")
+@setting_option("ab.guardrail_test", type=click.Choice(["one-sided", "two-sided"]))
 @click.pass_context
 def ab_report(ctx: click.Context, ensemble: str, out: Path | None, redis_url: str | None, key_prefix: str | None,
-              app_id: str | None, ab_metric: str | None, alpha: float | None, min_outcomes: int | None) -> None:
+              app_id: str | None, ab_metric: str | None, alpha: float | None, min_outcomes: int | None,
+              guardrail_test: str | None) -> None:
     """The experiment's table: per arm metric with its interval, challenger - champion (fixed and anytime-valid)."""
     from stream_ensemble.ab.control import report
 
     cfg = config_from(ctx, redis__url=redis_url, redis__key_prefix=key_prefix, ab__app_id=app_id, ab__metric=ab_metric,
-                      ab__alpha=alpha, ab__min_outcomes=min_outcomes)
+                      ab__alpha=alpha, ab__min_outcomes=min_outcomes, ab__guardrail_test=guardrail_test)
     store = _store(cfg)
     rep = report(store, ensemble, cfg.ab)
     from stream_ensemble.ab.table import render_table
@@ -208,12 +210,13 @@ def ab_promote(ctx: click.Context, ensemble: str, tag: str | None, redis_url: st
 @setting_option("ab.min_outcomes")
 @setting_option("ab.outcomes_per_step")
 @setting_option("ab.refresh_s")
+@setting_option("ab.guardrail_test", type=click.Choice(["one-sided", "two-sided"]))
 @click.pass_context
 def ab_evaluate(ctx: click.Context, bootstrap: str | None, scores_topic: str | None, partitions: int | None,
                 redis_url: str | None, key_prefix: str | None, outcomes_topic: str | None, shadow_topic: str | None,
                 outcomes_dlq_topic: str | None, app_id: str | None, join_window_s: float | None, ab_metric: str | None,
                 alpha: float | None, min_outcomes: int | None, outcomes_per_step: int | None,
-                ab_refresh_s: float | None) -> None:
+                ab_refresh_s: float | None, guardrail_test: str | None) -> None:
     """Run the faust outcome join: scores + shadow scores + outcomes -> per arm sums, guardrail, ramp."""
     from stream_ensemble.adapters.kafka import ensure_topics
 
@@ -222,7 +225,7 @@ def ab_evaluate(ctx: click.Context, bootstrap: str | None, scores_topic: str | N
         redis__url=redis_url, redis__key_prefix=key_prefix, ab__outcomes_topic=outcomes_topic,
         ab__shadow_topic=shadow_topic, ab__outcomes_dlq_topic=outcomes_dlq_topic, ab__app_id=app_id,
         ab__join_window_s=join_window_s, ab__metric=ab_metric, ab__alpha=alpha, ab__min_outcomes=min_outcomes,
-        ab__outcomes_per_step=outcomes_per_step, ab__refresh_s=ab_refresh_s,
+        ab__outcomes_per_step=outcomes_per_step, ab__refresh_s=ab_refresh_s, ab__guardrail_test=guardrail_test,
     )  # fmt: skip
     _store(cfg)  # Redis reachable, else one line and exit 1
     ab_cfg, k = cfg.ab, cfg.kafka

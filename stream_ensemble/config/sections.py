@@ -158,6 +158,7 @@ class WorkerConfig:
 
 
 AB_METRICS = ("accuracy", "log_loss", "brier")
+GUARDRAIL_TESTS = ("one-sided", "two-sided")  # core.experiments.guardrail.GUARDRAIL_TESTS (config stays import-light)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,7 @@ class ABConfig:
     min_outcomes: int = 200
     outcomes_per_step: int = 500
     refresh_s: float = 1.0
+    guardrail_test: str = "one-sided"
 
     def __post_init__(self) -> None:
         names = (self.outcomes_topic, self.shadow_topic, self.outcomes_dlq_topic, self.app_id)
@@ -187,6 +189,8 @@ class ABConfig:
             raise ConfigError(f"experiment alpha must be in (0, 1), got {self.alpha}")
         if self.min_outcomes < 0 or self.outcomes_per_step < 1:
             raise ConfigError("guardrail min outcomes must be >= 0 and outcomes per ramp step >= 1")
+        if self.guardrail_test not in GUARDRAIL_TESTS:
+            raise ConfigError(f"guardrail test must be one of {', '.join(GUARDRAIL_TESTS)}, got {self.guardrail_test!r}")
         if not 0 < self.refresh_s <= 1.0:
             # The product promises an experiment change in Redis is seen within 1 s.
             raise ConfigError(f"experiment refresh must be in (0, 1] seconds, got {self.refresh_s}")

@@ -75,6 +75,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ab.alpha", "SE_AB_ALPHA", "--alpha", "Level of the intervals, the confidence sequence and the guardrail."),
     Setting("ab.min_outcomes", "SE_AB_MIN_OUTCOMES", "--min-outcomes", "Challenger outcomes joined before the guardrail may stop it."),
     Setting("ab.outcomes_per_step", "SE_AB_OUTCOMES_PER_STEP", "--outcomes-per-step", "Challenger outcomes joined per canary ramp step."),
+    Setting("ab.guardrail_test", "SE_AB_GUARDRAIL_TEST", "--guardrail-test", "Guardrail test: one-sided (sequential p that the challenger is worse < alpha) or two-sided (the report's confidence sequence wholly on the worse side)."),
     Setting("ab.refresh_s", "SE_AB_REFRESH_S", "--ab-refresh-s", "Seconds between reads of the se:ab:* experiments (at most 1)."),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}

@@ -1,4 +1,6 @@
-"""Shared machinery of the combiners: names, links, contributions, validation, base class.
+"""Shared machinery of the combiners: names, validation, base class.
+
+Links and contributions live in :mod:`.links` (re-exported here for the combiner modules).
 
 Every combiner works on a probability tensor ``P`` of shape ``(n_events, n_models, n_classes)``
 and a member mask of shape ``(n_events, n_models)`` (``False`` = the member is absent for that
@@ -8,22 +10,20 @@ row, whatever the reason; its entries in ``P`` may be ``NaN`` and are never read
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
-import numpy.typing as npt
-from scipy.special import expit, logit
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from stream_ensemble.core.combiners.links import EPS, Contributions, FloatArray, IdentityLink, Link, LogisticLink
 from stream_ensemble.errors import CombinerError
 from stream_ensemble.types import Labels, Mask, Proba
 
-FloatArray = npt.NDArray[np.float64]
-
-#: Probabilities are clipped to ``[EPS, 1 - EPS]`` before any logarithm.
-EPS = 1e-6
+__all__ = [
+    "EPS", "Combiner", "CombinerName", "Contributions", "FloatArray", "IdentityLink", "Link", "LogisticLink",
+    "clipped_log_odds", "empty_rows", "normalised_weights", "validate_labels", "validate_proba",
+]
 
 
 class CombinerName(str, enum.Enum):
@@ -36,92 +36,6 @@ class CombinerName(str, enum.Enum):
     RANK_AVERAGE = "rank_average"
     STACKING = "stacking"
     BOOSTING = "boosting"
-
-
-class Link(Protocol):
-    """Monotone map from a combiner's additive space to the positive-class probability."""
-
-    def __call__(self, total: FloatArray) -> FloatArray: ...
-
-    def inverse(self, proba: FloatArray) -> FloatArray: ...
-
-
-@dataclass(frozen=True, slots=True)
-class IdentityLink:
-    """Identity: the additive space already is a probability (or a vote fraction)."""
-
-    def __call__(self, total: FloatArray) -> FloatArray:
-        return np.asarray(total, dtype=np.float64)
-
-    def inverse(self, proba: FloatArray) -> FloatArray:
-        return np.asarray(proba, dtype=np.float64)
-
-
-@dataclass(frozen=True, slots=True)
-class LogisticLink:
-    """``sigmoid(slope * total + intercept)``; the default (1, 0) maps log-odds to probability.
-
-    Parameters
-    ----------
-    slope : float
-        Non-zero slope (a zero slope would make the link constant and non-invertible).
-    intercept : float
-        Offset added before the sigmoid.
-    """
-
-    slope: float = 1.0
-    intercept: float = 0.0
-
-    def __call__(self, total: FloatArray) -> FloatArray:
-        return np.asarray(expit(self.slope * np.asarray(total) + self.intercept), np.float64)
-
-    def inverse(self, proba: FloatArray) -> FloatArray:
-        z = logit(np.clip(np.asarray(proba, dtype=np.float64), EPS, 1.0 - EPS))
-        return np.asarray((z - self.intercept) / self.slope, dtype=np.float64)
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Contributions:
-    """Additive decomposition of the positive-class score of a binary combiner.
-
-    ``link(baseline + values.sum(axis=1))`` equals ``predict_proba(P, mask)[:, 1]``.
-
-    Parameters
-    ----------
-    baseline : ndarray of shape (n_events,)
-        Part of the score that does not depend on any member (0, an intercept, or the prior
-        mapped into ``space`` for rows without members).
-    values : ndarray of shape (n_events, n_models)
-        Per-member contribution in ``space``; exactly 0 for absent members.
-    space : str
-        The additive space: ``"probability"``, ``"log_odds"``, ``"vote_fraction"`` or ``"rank"``.
-    link : Link
-        Maps a total in ``space`` to the positive-class probability.
-    """
-
-    baseline: FloatArray
-    values: FloatArray
-    space: str
-    link: Link
-
-    def to_probability(self, total: FloatArray) -> FloatArray:
-        """Map totals in ``space`` to positive-class probabilities.
-
-        Parameters
-        ----------
-        total : ndarray of shape (n_events,)
-            Usually ``baseline + values.sum(axis=1)``.
-
-        Returns
-        -------
-        ndarray of shape (n_events,)
-            Positive-class probabilities.
-        """
-        return self.link(total)
-
-    def probability(self) -> FloatArray:
-        """Return ``to_probability(baseline + values.sum(axis=1))``, shape (n_events,)."""
-        return self.to_probability(self.baseline + self.values.sum(axis=1))
 
 
 def validate_proba(P: Any, mask: Any | None, n_models: int | None = None,

@@ -27,6 +27,13 @@ Two tests of "difference = 0":
   it is read. The matching confidence sequence is
   ``d ± sqrt(V (V + tau^2) / tau^2 * (2 ln(1/alpha) + ln((V + tau^2) / V)))``.
   Variances are plug-in estimates (the test is asymptotically, not exactly, valid).
+- **one-sided anytime valid** — the same test with the mixture restricted to one side: a
+  half-normal of scale ``tau`` over differences below 0 (or above), so
+  ``L_below = 2 L Phi(-d tau / sqrt(V (V + tau^2)))``. Each component ``exp(theta S / s^2 - n
+  theta^2 / (2 s^2))`` with ``theta < 0`` is a nonnegative supermartingale whenever the true
+  difference is >= 0, so the running minimum of ``1 / L_below`` is a sequential p-value for the
+  *composite* null "not below 0". The guardrail's question ("is the challenger worse?") is one
+  of these: all of alpha goes to the side that stops an arm.
 
 ``tau`` is set as ``mixture_scale`` standard deviations of one observation of the difference,
 so it needs no knowledge of the metric's units: the test is most sensitive to effects of about
@@ -40,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr, ndtri
+from scipy.special import log_ndtr, ndtr, ndtri
 
 Array = npt.NDArray[np.float64]
 #: Default mixture scale: effects of ~0.05 standard deviations (2 points of accuracy near 80%).
@@ -97,7 +104,9 @@ class Comparison:
     """challenger − champion at one look; array fields when the inputs were arrays.
 
     ``p_value`` / ``low`` / ``high`` are the fixed-horizon test; ``mixture_p`` (``1 / L``, not
-    yet minimised over looks) and ``cs_low`` / ``cs_high`` the anytime-valid ones.
+    yet minimised over looks) and ``cs_low`` / ``cs_high`` the anytime-valid ones;
+    ``mixture_p_below`` / ``mixture_p_above`` the one-sided anytime-valid per-look p-values
+    (evidence that the difference is < 0 / > 0).
     """
 
     difference: Array
@@ -108,6 +117,8 @@ class Comparison:
     mixture_p: Array
     cs_low: Array
     cs_high: Array
+    mixture_p_below: Array
+    mixture_p_above: Array
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _plain(v) for k, v in self.__dict__.items()}
@@ -170,6 +181,10 @@ def compare(
     tau2 = mixture_scale**2 * np.where(ok, unit_var, 1.0)
     log_lr = 0.5 * np.log(var / (var + tau2)) + d0 * d0 * tau2 / (2.0 * var * (var + tau2))
     p_mix = np.exp(-np.maximum(log_lr, 0.0))  # min(1, 1 / L)
+    # one-sided: 2 L Phi(-+ d tau / sqrt(V (V + tau^2))), in logs (Phi underflows far on the other side)
+    w = d0 * np.sqrt(tau2 / (var * (var + tau2)))
+    p_below = np.exp(-np.maximum(log_lr + np.log(2.0) + log_ndtr(-w), 0.0))
+    p_above = np.exp(-np.maximum(log_lr + np.log(2.0) + log_ndtr(w), 0.0))
     radius = np.sqrt(var * (var + tau2) / tau2 * (2.0 * np.log(1.0 / alpha) + np.log((var + tau2) / var)))
     inf = np.inf
     return Comparison(
@@ -177,6 +192,7 @@ def compare(
         low=np.where(ok, d0 - z * se, -inf), high=np.where(ok, d0 + z * se, inf),
         p_value=np.where(ok, p_fixed, 1.0), mixture_p=np.where(ok, p_mix, 1.0),
         cs_low=np.where(ok, d0 - radius, -inf), cs_high=np.where(ok, d0 + radius, inf),
+        mixture_p_below=np.where(ok, p_below, 1.0), mixture_p_above=np.where(ok, p_above, 1.0),
     )  # fmt: skip
 
 

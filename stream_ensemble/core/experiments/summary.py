@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from stream_ensemble.core.experiments.guardrail import GuardrailConfig, guardrail_decision, winner
+from stream_ensemble.core.experiments.guardrail import (
+    GuardrailConfig,
+    GuardrailTest,
+    guardrail_decision,
+    winner,
+    worse_p,
+)
 from stream_ensemble.core.experiments.join import HIGHER_IS_BETTER, METRICS, calibration_error, metric_sums
 from stream_ensemble.core.experiments.spec import CHAMPION, ExperimentSpec
 from stream_ensemble.core.experiments.statistics import MetricSums, compare
@@ -43,7 +49,9 @@ def arm_table(arm: Mapping[str, Any], alpha: float) -> dict[str, Any]:
 
 
 def summarize(spec: ExperimentSpec, merged: Mapping[str, Any], *, metric: str, alpha: float,
-              min_outcomes: int, previous_seq_p: Mapping[str, float] | None = None) -> dict[str, Any]:
+              min_outcomes: int, previous_seq_p: Mapping[str, float] | None = None,
+              guardrail_test: GuardrailTest = "one-sided",
+              previous_worse_p: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The experiment's report at this look.
 
     Parameters
@@ -59,13 +67,19 @@ def summarize(spec: ExperimentSpec, merged: Mapping[str, Any], *, metric: str, a
         sequential p-value (and so the winner) in both arms (the pair count when paired).
     previous_seq_p : mapping arm -> float, optional
         The sequential p-value carried from earlier looks (1.0 when absent).
+    guardrail_test : {"one-sided", "two-sided"}
+        The guardrail's test (:class:`~.guardrail.GuardrailConfig`).
+    previous_worse_p : mapping arm -> float, optional
+        The guardrail's one-sided sequential p-value ("challenger worse") carried from earlier
+        looks (1.0 when absent).
 
     Returns
     -------
     dict
         ``arms`` (per arm: version, n, per-member table), ``comparisons`` (per challenger:
         difference, fixed-horizon interval and p-value, confidence sequence, sequential
-        p-value, guardrail decision, winner), ``winner`` (overall: a challenger's tag,
+        p-value, the guardrail's one-sided sequential p-value ``worse_sequential_p_value``,
+        guardrail test and decision, winner), ``winner`` (overall: a challenger's tag,
         ``champion`` or ``undecided``).
     """
     exp = merged.get("stats", {}).get(spec.experiment, {"arms": {}, "paired": {}})
@@ -75,7 +89,8 @@ def summarize(spec: ExperimentSpec, merged: Mapping[str, Any], *, metric: str, a
         ens = a["members"].get("ensemble")
         arms_out[arm] = {"version": spec.arm_version(arm), "n": int(ens[0]) if ens else 0,
                          "members": arm_table(a, alpha)}
-    cfg = GuardrailConfig(alpha=alpha, min_outcomes=min_outcomes, higher_is_better=HIGHER_IS_BETTER[metric])
+    cfg = GuardrailConfig(alpha=alpha, min_outcomes=min_outcomes, higher_is_better=HIGHER_IS_BETTER[metric],
+                          test=guardrail_test)
     comparisons: dict[str, Any] = {}
     champ = exp["arms"].get(CHAMPION, {"members": {}})["members"].get("ensemble")
     decided: list[str] = []
@@ -94,13 +109,16 @@ def summarize(spec: ExperimentSpec, merged: Mapping[str, Any], *, metric: str, a
         # Burn-in: the mixture test plugs in sample variances, which are unreliable on a few
         # outcomes; a look before both arms have min_outcomes does not count (skipping early
         # looks keeps the sequential p-value valid: stopping later is still a stopping time).
-        look_p = float(np.asarray(comp.mixture_p)) if n_min >= min_outcomes else 1.0
+        counts = n_min >= min_outcomes
+        look_p = float(np.asarray(comp.mixture_p)) if counts else 1.0
         seq_p = float(min(look_p, (previous_seq_p or {}).get(arm, 1.0)))
-        decision = guardrail_decision(comp, n_arm, cfg)
+        look_worse = float(worse_p(comp, cfg.higher_is_better)) if counts else 1.0
+        seq_worse = float(min(look_worse, (previous_worse_p or {}).get(arm, 1.0)))
+        decision = guardrail_decision(comp, n_arm, cfg, sequential_worse_p=seq_worse)
         win = winner(comp, seq_p, cfg)
         comparisons[arm] = {
             "paired": paired is not None, "n": n_arm, **comp.to_dict(), "sequential_p_value": seq_p,
-            "guardrail": decision, "winner": win,
+            "worse_sequential_p_value": seq_worse, "guardrail_test": cfg.test, "guardrail": decision, "winner": win,
         }
         if win == "challenger":
             decided.append(arm)
