@@ -48,18 +48,20 @@ class EventSource(Protocol):
 
 
 class EventSink(Protocol):
-    """Produces messages and reports when the broker acknowledged all of them."""
+    """Produces messages and reports when the broker acknowledged all of a batch's messages."""
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Queue one message (a message refused at once is reported by the next flush)."""
+    def send(self, topic: str, key: bytes | None, value: bytes, batch: int = 0) -> None:
+        """Queue one message of ``batch`` (a message refused at once is reported by that
+        batch's next flush)."""
         ...
 
-    def flush_and_confirm(self, timeout_s: float) -> list[Undelivered]:
-        """Block until every queued message is acknowledged or refused for good.
+    def flush_and_confirm(self, timeout_s: float, batch: int | None = None) -> list[Undelivered]:
+        """Block until every queued message of ``batch`` (``None``: every queued message) is
+        acknowledged or refused for good.
 
-        Returns the refused ones (retriable failures are retried, not returned); raises
-        :class:`~stream_ensemble.errors.KafkaAdapterError` when ``timeout_s`` passed with
-        messages still unacknowledged.
+        Returns that batch's refused ones (retriable failures are retried, not returned);
+        raises :class:`~stream_ensemble.errors.KafkaAdapterError` when ``timeout_s`` passed
+        with messages of the batch still unacknowledged.
         """
         ...
 

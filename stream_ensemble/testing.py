@@ -63,35 +63,43 @@ class InMemorySource:
 class InMemorySink:
     """:class:`~stream_ensemble.ports.EventSink` that can be told to fail delivery.
 
-    ``fail``: every flush times out. ``refuse(topic, key, value)``: a reason to refuse that
-    message for good (as a broker refuses an oversize record), or None to deliver it.
+    ``fail``: every flush times out; ``fail_batches``: flushes of these batches time out.
+    ``refuse(topic, key, value)``: a reason to refuse that message for good (as a broker
+    refuses an oversize record), or None to deliver it. ``calls`` records ``("send", batch)``
+    and ``("confirm", batch)`` in order (a confirm that timed out is not recorded).
     """
 
     def __init__(self, fail: bool = False,
-                 refuse: Callable[[str, bytes | None, bytes], str | None] | None = None) -> None:
-        self.queued: list[tuple[str, bytes | None, bytes]] = []
+                 refuse: Callable[[str, bytes | None, bytes], str | None] | None = None,
+                 fail_batches: set[int] | None = None) -> None:
+        self.queued: list[tuple[str, bytes | None, bytes, int]] = []
         self.delivered: list[tuple[str, bytes | None, bytes]] = []
         self.fail = fail
+        self.fail_batches = fail_batches if fail_batches is not None else set()
         self.refuse = refuse
         self.flushes = 0
+        self.calls: list[tuple[str, int | None]] = []
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.queued.append((topic, key, value))
+    def send(self, topic: str, key: bytes | None, value: bytes, batch: int = 0) -> None:
+        self.queued.append((topic, key, value, batch))
+        self.calls.append(("send", batch))
 
-    def flush_and_confirm(self, timeout_s: float) -> list[Undelivered]:
+    def flush_and_confirm(self, timeout_s: float, batch: int | None = None) -> list[Undelivered]:
         from stream_ensemble.errors import KafkaAdapterError
 
         self.flushes += 1
-        if self.fail:
-            raise KafkaAdapterError(f"{len(self.queued)} messages not acknowledged (fake)")
+        mine = [q for q in self.queued if batch is None or q[3] == batch]
+        if self.fail or any(q[3] in self.fail_batches for q in mine):
+            raise KafkaAdapterError(f"{len(mine)} messages not acknowledged (fake)")
         refused = []
-        for topic, key, value in self.queued:
+        for topic, key, value, _ in mine:
             reason = self.refuse(topic, key, value) if self.refuse is not None else None
             if reason is None:
                 self.delivered.append((topic, key, value))
             else:
                 refused.append(Undelivered(topic, key, value, reason))
-        self.queued.clear()
+        self.queued = [q for q in self.queued if not (batch is None or q[3] == batch)]
+        self.calls.append(("confirm", batch))
         return refused
 
 

@@ -1,7 +1,8 @@
 """Thin confluent-kafka adapters: batch source with explicit commits, confirming sink.
 
-Topic administration and the shared client settings live in :mod:`.kafka_admin`; they are
-re-exported here so callers import every Kafka adapter from one place.
+Topic administration and the shared client settings live in :mod:`.kafka_admin`, the
+confirming sink (delivery tracked per batch) in :mod:`.kafka_sink`; they are re-exported here
+so callers import every Kafka adapter from one place.
 
 At-least-once: auto-commit and auto offset store are off; the worker commits a batch's
 offsets only after :meth:`KafkaSink.flush_and_confirm` saw every output acknowledged.
@@ -10,11 +11,10 @@ offsets only after :meth:`KafkaSink.flush_and_confirm` saw every output acknowle
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from stream_ensemble.adapters.kafka_admin import (
     admin_client,
@@ -23,12 +23,13 @@ from stream_ensemble.adapters.kafka_admin import (
     raise_partitions,
     topic_partitions,
 )
+from stream_ensemble.adapters.kafka_sink import MESSAGE_MAX_BYTES, PERMANENT_ERRORS, KafkaSink
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.errors import KafkaAdapterError
-from stream_ensemble.types import RawMessage, SourceRef, Undelivered
+from stream_ensemble.types import RawMessage, SourceRef
 
 __all__ = [
-    "KafkaSink", "KafkaSource", "admin_client", "client_conf", "ensure_topics", "raise_partitions",
+    "MESSAGE_MAX_BYTES", "PERMANENT_ERRORS", "KafkaSink", "KafkaSource", "admin_client", "client_conf", "ensure_topics", "raise_partitions",
     "topic_partitions",
 ]
 
@@ -36,7 +37,6 @@ log = logging.getLogger("stream_ensemble.kafka")
 # librdkafka's own log lines go through these Python loggers (confluent-kafka's ``logger``
 # setting), so they follow --log-format json instead of being printed raw on stderr.
 CONSUMER_LOG = logging.getLogger("librdkafka.consumer")
-PRODUCER_LOG = logging.getLogger("librdkafka.producer")
 
 
 class KafkaSource:
@@ -197,124 +197,3 @@ class KafkaSource:
     def close(self) -> None:
         """Leave the group cleanly (triggers a rebalance for the others)."""
         self.consumer.close()
-
-
-#: Delivery errors about the record itself: sending it again cannot succeed.
-PERMANENT_ERRORS = frozenset((
-    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD, KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError.INVALID_MSG, KafkaError.INVALID_MSG_SIZE, KafkaError._INVALID_ARG, KafkaError._BAD_MSG,
-))
-#: librdkafka's own cap of one produced message (set explicitly: DLQ records are capped below it).
-MESSAGE_MAX_BYTES = 1_000_000
-
-
-class KafkaSink:
-    """Idempotent producer that can confirm every queued message was acknowledged.
-
-    A message refused for good (at ``produce()`` time or in its delivery report: too large,
-    invalid) is returned by :meth:`flush_and_confirm` instead of failing the batch; a
-    retriable failure is sent again; a fatal producer error replaces the producer.
-    """
-
-    def __init__(self, cfg: KafkaConfig, extra: dict[str, Any] | None = None) -> None:
-        self._conf = {
-            **client_conf(cfg),
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "message.max.bytes": MESSAGE_MAX_BYTES,
-            "delivery.timeout.ms": int(cfg.delivery_timeout_s * 1000),
-            "reconnect.backoff.max.ms": 1000,  # resume within 1 s of a broker's return
-            **(extra or {}),
-        }
-        self.producer = self._producer()
-        self.timeout_s = cfg.delivery_timeout_s
-        self._pending = 0
-        self._refused: list[Undelivered] = []
-        self._retry: list[tuple[str, bytes | None, bytes, KafkaError]] = []
-        self.resent = 0
-
-    def _producer(self) -> Producer:
-        try:
-            return Producer(self._conf, logger=PRODUCER_LOG)
-        except KafkaException as exc:
-            raise KafkaAdapterError(f"cannot create Kafka producer: {exc}") from exc
-
-    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        self._pending -= 1
-        if err is None:
-            return
-        if err.code() in PERMANENT_ERRORS:
-            self._refused.append(Undelivered(msg.topic() or "", msg.key(), msg.value() or b"", str(err)))
-        else:
-            self._retry.append((msg.topic() or "", msg.key(), msg.value() or b"", err))
-
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Queue one message (waits for queue space instead of dropping).
-
-        A message the client refuses at once (e.g. larger than ``message.max.bytes``) is
-        kept for :meth:`flush_and_confirm` to report; it never raises for one record.
-        """
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
-                self._pending += 1
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if err is not None and err.code() not in PERMANENT_ERRORS:
-                    self._retry.append((topic, key, value, err))
-                else:
-                    self._refused.append(Undelivered(topic, key, value, str(err if err is not None else exc)))
-                return
-
-    def flush_and_confirm(self, timeout_s: float | None = None) -> list[Undelivered]:
-        """Wait until every queued message is acknowledged or refused for good.
-
-        Returns
-        -------
-        list of Undelivered
-            Messages refused for good (the caller re-routes them); retriable failures are
-            sent again (with a short backoff) until ``timeout_s``.
-
-        Raises
-        ------
-        KafkaAdapterError
-            The timeout passed with messages unacknowledged; the caller must not commit the
-            source offsets then.
-        """
-        timeout = self.timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + timeout
-        backoff = 0.1
-        while True:
-            remaining = self.producer.flush(max(deadline - time.monotonic(), 0.0))
-            if self._retry:
-                fatal = next((err for *_, err in self._retry if err.fatal() or err.code() == KafkaError._FATAL), None)
-                if fatal is not None:
-                    # An idempotent producer that hit a fatal error refuses everything after it:
-                    # purge it (its messages come back as retriable reports) and start a new one.
-                    log.warning("producer fatal error, replacing the producer: %s", fatal,
-                                extra={"event": "producer_replaced", "reason": str(fatal)})
-                    self.producer.purge()
-                    self.producer.flush(1.0)
-                    self.producer = self._producer()
-                    self._pending = 0
-                retry, self._retry = self._retry, []
-                time.sleep(min(backoff, max(deadline - time.monotonic(), 0.0)))
-                backoff = min(backoff * 2, 0.5)  # small: the first retry after a broker's return is the one that counts
-                for topic, key, value, _ in retry:
-                    self.resent += 1
-                    self.send(topic, key, value)
-                if time.monotonic() < deadline:
-                    continue
-            if remaining == 0 and self._pending <= 0 and not self._retry:
-                break
-            if time.monotonic() >= deadline:
-                raise KafkaAdapterError(
-                    f"{max(remaining, self._pending) + len(self._retry)} messages unacknowledged after {timeout:.1f}s"
-                )
-        refused, self._refused = self._refused, []
-        return refused

@@ -354,6 +354,8 @@ def run(cfg: ThroughputConfig) -> dict[str, Any]:
     plan = [("stream-ensemble", 1, "default", cfg.events), ("passthrough", 1, "default", cfg.events),
             ("naive", 1, "default", cfg.naive_events)]
     plan += [("stream-ensemble", p, "default", cfg.events) for p in cfg.processes if p != 1]
+    # the broker's own 2-process scaling on this machine: the yardstick for the 2-process goal
+    plan += [("passthrough", 2, "default", cfg.events)] if 2 in cfg.processes else []
     plan += [("stream-ensemble", 1, "large", cfg.large_events)]
     results: dict[tuple[str, int, str], list[Outcome]] = {}
     out_bytes = 0.0
@@ -381,6 +383,9 @@ def run(cfg: ThroughputConfig) -> dict[str, Any]:
         **{f"processes_{p}_vs_1": round(rate_of[("stream-ensemble", p, "default")] / one, 4)
            for p in cfg.processes if p != 1},
     }
+    if ("passthrough", 2, "default") in rate_of:
+        ratios["passthrough_processes_2_vs_1"] = round(
+            rate_of[("passthrough", 2, "default")] / rate_of[("passthrough", 1, "default")], 4)
     return {"runs": runs, "sustained": sustained, "ratios": ratios, "machine": _machine(load_before),
             "config": {"events": cfg.events, "naive_events": cfg.naive_events, "large_events": cfg.large_events,
                        "rounds": cfg.rounds, "partitions": cfg.partitions, "sustained_s": cfg.sustained_s,
@@ -399,15 +404,3 @@ def _machine(load_before: list[float]) -> dict[str, Any]:
         pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
             "platform": platform.platform(), "load_before": load_before, "load_after": _load()}
-
-
-def summary_line(result: dict[str, Any]) -> str:
-    """The one-line JSON summary the CLI prints last."""
-    rate = {(r["worker"], r["processes"], r["pool"]): r["events_per_s"] for r in result["runs"]}
-    return json.dumps({
-        "stream_ensemble_per_s": rate.get(("stream-ensemble", 1, "default")),
-        "passthrough_per_s": rate.get(("passthrough", 1, "default")), "naive_per_s": rate.get(("naive", 1, "default")),
-        **result["ratios"], "sustained": result["sustained"],
-        "lost": sum(r["lost"] for r in result["runs"]) + result["sustained"]["lost"],
-        "load": result["machine"]["load_after"],
-    })

@@ -62,7 +62,7 @@ def _consumer(bootstrap: str, group: str, topic: str) -> Consumer:
 
 
 def _producer(bootstrap: str, linger_ms: int = 5) -> Producer:
-    # The worker's own producer settings (adapters/kafka.py KafkaSink), so the baselines pay
+    # The worker's own producer settings (adapters/kafka_sink.py KafkaSink), so the baselines pay
     # the same delivery guarantee.
     return Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                      "linger.ms": linger_ms, "compression.type": "lz4"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,15 @@ def render_png(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """The one-line JSON summary the CLI prints last."""
+    rate = {(r["worker"], r["processes"], r["pool"]): r["events_per_s"] for r in result["runs"]}
+    return json.dumps({
+        "stream_ensemble_per_s": rate.get(("stream-ensemble", 1, "default")),
+        "passthrough_per_s": rate.get(("passthrough", 1, "default")), "naive_per_s": rate.get(("naive", 1, "default")),
+        **result["ratios"], "sustained": result["sustained"],
+        "lost": sum(r["lost"] for r in result["runs"]) + result["sustained"]["lost"],
+        "load": result["machine"]["load_after"],
+    })

@@ -64,7 +64,8 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
     """
     from stream_ensemble.adapters.deploy_store import RedisDeployStore
     from stream_ensemble.adapters.heartbeat import Heartbeat
-    from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics, topic_partitions
+    from stream_ensemble.adapters.kafka import KafkaSource, ensure_topics, topic_partitions
+    from stream_ensemble.adapters.kafka_sink import KafkaSink
     from stream_ensemble.adapters.metrics import ProbeServer, WorkerMetrics
     from stream_ensemble.adapters.redis_store import RedisCache, RedisHealthStore, connect
     from stream_ensemble.serving.deploy import DeployWatcher

@@ -15,7 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_ensemble.adapters.kafka import KafkaSink, KafkaSource, ensure_topics
+from stream_ensemble.adapters.kafka import KafkaSource, ensure_topics
+from stream_ensemble.adapters.kafka_sink import KafkaSink
 from stream_ensemble.config import KafkaConfig, load_config
 from stream_ensemble.errors import KafkaAdapterError
 from stream_ensemble.types import RawMessage

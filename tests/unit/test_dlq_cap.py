@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 
-from stream_ensemble.adapters.kafka import MESSAGE_MAX_BYTES
+from stream_ensemble.adapters.kafka_sink import MESSAGE_MAX_BYTES
 from stream_ensemble.config import KafkaConfig
 from stream_ensemble.serving.codec import DLQ_MAX_BYTES, DLQ_MAX_KEY_BYTES, dlq_key, dlq_record
 from stream_ensemble.testing import raw

@@ -129,4 +129,4 @@ def throughput_cmd(ctx: click.Context, out: Path, bootstrap: str | None, redis_u
     )  # fmt: skip
     result = throughput.run(tcfg)
     write_outputs(out, result, throughput_report.render_markdown(result), throughput_report.render_png, "stream-ensemble throughput")
-    click.echo(throughput.summary_line(jsonable(result)))
+    click.echo(throughput_report.summary_line(jsonable(result)))
