@@ -24,6 +24,9 @@
 #   KAFKA_STOP_TIMEOUT    30                     grace seconds between SIGTERM and SIGKILL
 #   KAFKA_HEAP_OPTS       -Xms256m -Xmx1g
 #   KAFKA_OPTS            extra JVM options
+#   KAFKA_EXTRA_CONFIG    extra server.properties lines (key=value, one per line), appended
+#                         after the template so they win (e.g. a broker without the consumer
+#                         group protocol: group.coordinator.rebalance.protocols=classic)
 #   KAFKA_LIB_DIR         $REPO/ops/kafka/lib    jars (gitignored)
 #   OPS_RECORD_FILE       if set, "kafka<TAB>$KAFKA_DATA_DIR" is appended when this call launched
 #                         the broker (ops/up.sh uses it to know what it may stop)
@@ -195,6 +198,7 @@ render_config() {
       -e "s#@TLSPORT@#$KAFKA_TLS_PORT#g; s#@TLSKEYPASS@#$KAFKA_TLS_KEY_PASSWORD#g" \
       -e "s#@NODEID@#$KAFKA_NODE_ID#g; s#@VOTERS@#$KAFKA_QUORUM_VOTERS#g; s#@RF@#$KAFKA_REPLICATION_FACTOR#g; s#@MINISR@#$KAFKA_MIN_ISR#g" \
     "$CONF_DIR/server.properties.in" > "$PROPS.tmp"
+  [[ -z "${KAFKA_EXTRA_CONFIG:-}" ]] || printf '\n# KAFKA_EXTRA_CONFIG\n%s\n' "$KAFKA_EXTRA_CONFIG" >> "$PROPS.tmp"
   mv "$PROPS.tmp" "$PROPS"
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -39,6 +40,32 @@ log = logging.getLogger("stream_ensemble.kafka")
 CONSUMER_LOG = logging.getLogger("librdkafka.consumer")
 
 
+def group_conf(cfg: KafkaConfig) -> dict[str, Any]:
+    """The consumer's group-protocol settings.
+
+    ``consumer`` (KIP-848): assignment and session are the broker's (librdkafka refuses
+    ``session.timeout.ms``, ``heartbeat.interval.ms`` and ``partition.assignment.strategy``
+    with it); the member id survives a broker outage and rebalances are incremental.
+    ``classic``: cooperative-sticky, the session timeout of ``cfg`` (heartbeats every 1 s or
+    a third of it).
+
+    Examples
+    --------
+    >>> sorted(group_conf(KafkaConfig(group_protocol="consumer")))
+    ['group.protocol']
+    >>> group_conf(KafkaConfig(group_protocol="classic", session_timeout_s=6.0))["heartbeat.interval.ms"]
+    1000
+    """
+    if cfg.group_protocol == "consumer":
+        return {"group.protocol": "consumer"}
+    return {
+        "group.protocol": "classic",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": int(cfg.session_timeout_s * 1000),
+        "heartbeat.interval.ms": min(1000, int(cfg.session_timeout_s * 1000 / 3)),
+    }
+
+
 class KafkaSource:
     """Consumes ``topic`` in batches as a member of ``cfg.group_id``.
 
@@ -54,15 +81,14 @@ class KafkaSource:
     def __init__(self, cfg: KafkaConfig, topic: str | None = None, extra: dict[str, Any] | None = None,
                  on_assignment: Callable[[list[tuple[str, int]], list[tuple[str, int]]], None] | None = None) -> None:
         self._on_assignment = on_assignment
+        self._cfg = cfg
         self._conf = {
             **client_conf(cfg),
             "group.id": cfg.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": int(cfg.session_timeout_s * 1000),
-            "heartbeat.interval.ms": min(1000, int(cfg.session_timeout_s * 1000 / 3)),
+            **group_conf(cfg),
             "max.poll.interval.ms": 300000,
             "fetch.wait.max.ms": 50,
             # after a broker outage, reconnect within 1 s (librdkafka's default backoff grows to 10 s)
@@ -92,11 +118,21 @@ class KafkaSource:
         """A fatal consumer error (e.g. fenced): a new consumer joins the group in its place.
 
         Nothing is lost: the old one committed only acknowledged batches, the new one reads
-        from there (what was read since comes again: duplicates, never a gap).
+        from there (what was read since comes again: duplicates, never a gap). A broker that
+        refuses the consumer group protocol (before Kafka 4.0, or with it disabled: librdkafka's
+        fatal ``ConsumerGroupHeartbeat`` error) gets a classic-protocol consumer instead,
+        logged once (event ``group_protocol_fallback``), never a loop of replacements.
         """
         self.replaced += 1
-        log.warning("fatal consumer error, replacing the consumer: %s", err,
-                    extra={"event": "consumer_replaced", "reason": str(err)})
+        if self._conf.get("group.protocol") == "consumer" and "ConsumerGroupHeartbeat" in str(err):
+            self._conf = {**self._conf, **group_conf(replace(self._cfg, group_protocol="classic"))}
+            log.warning("the broker does not support the consumer group protocol (KIP-848, Kafka >= 4.0): "
+                        "the worker falls back to the classic protocol (session timeout %.1f s; set "
+                        "--group-protocol classic to skip this): %s", self._cfg.session_timeout_s, err,
+                        extra={"event": "group_protocol_fallback", "reason": str(err)})
+        else:
+            log.warning("fatal consumer error, replacing the consumer: %s", err,
+                        extra={"event": "consumer_replaced", "reason": str(err)})
         old, self.consumer = self.consumer, self._consumer()
         try:
             old.close()

@@ -36,6 +36,7 @@ log = logging.getLogger("stream_ensemble")
 @setting_option("worker.min_known_share", type=click.FloatRange(0.0, 1.0))
 @setting_option("kafka.partitions", type=click.IntRange(1, 1000))
 @setting_option("kafka.session_timeout_s", type=click.FloatRange(1.0, 1800.0))
+@setting_option("kafka.group_protocol", type=click.Choice(["consumer", "classic"]))
 @setting_option("worker.metrics_port", type=click.IntRange(0, 65535))
 @setting_option("worker.metrics_host")
 @setting_option("worker.deploy_poll_s", type=click.FloatRange(0.0, 1.0))
@@ -52,6 +53,7 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
           ensemble_version: int | None, group_id: str | None, features_topic: str | None, scores_topic: str | None,
           dlq_topic: str | None, dlq_max_bytes: int | None, batch_size: int | None, max_wait_s: float | None, max_wait_ms: int | None,
           cache_ttl: int | None, explain: str | None, max_explain: str | None, min_known_share: float | None, partitions: int | None, session_timeout_s: float | None,
+          group_protocol: str | None,
           metrics_port: int | None,
           metrics_host: str | None, deploy_poll_s: float | None, member_deadline_s: float | None,
           breaker_failures: int | None, breaker_cooldown_s: float | None, fallback: str | None,
@@ -80,7 +82,8 @@ def serve(ctx: click.Context, bootstrap: str | None, redis_url: str | None, regi
         ctx, kafka__bootstrap=bootstrap, kafka__group_id=group_id, kafka__features_topic=features_topic,
         kafka__scores_topic=scores_topic, kafka__dlq_topic=dlq_topic, kafka__dlq_max_bytes=dlq_max_bytes, kafka__batch_size=batch_size,
         kafka__poll_timeout_s=max_wait_ms / 1000.0 if max_wait_ms is not None else max_wait_s,
-        kafka__partitions=partitions, kafka__session_timeout_s=session_timeout_s, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
+        kafka__partitions=partitions, kafka__session_timeout_s=session_timeout_s,
+        kafka__group_protocol=group_protocol, redis__url=redis_url, redis__cache_ttl_s=cache_ttl,
         worker__registry=registry, worker__ensemble=ensemble, worker__explain=explain,
         worker__max_explain=max_explain, worker__min_known_share=min_known_share,
         worker__metrics_port=metrics_port, worker__metrics_host=metrics_host, worker__deploy_poll_s=deploy_poll_s,

@@ -15,6 +15,7 @@ from stream_ensemble.errors import ConfigError
 EXPLAIN_LEVELS = ("none", "summary", "full")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+GROUP_PROTOCOLS = ("consumer", "classic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,13 @@ class KafkaConfig:
     # the others; 6 s is the least a default broker accepts (group.min.session.timeout.ms).
     # Heartbeats come from librdkafka's own thread, so a slow batch does not expire it.
     session_timeout_s: float = 6.0
+    # Consumer group protocol (README, Faults): "consumer" (KIP-848, brokers >= 4.0) keeps the
+    # member id across a broker outage and has no join barrier, so a worker resumes within ~1 s
+    # of the broker's return; the session timeout is then the broker's
+    # (group.consumer.session.timeout.ms, 4 s in ops/) and session_timeout_s applies to
+    # "classic" only. A broker refusing it gets a classic consumer (KafkaSource._replace).
+    # Default classic: one consumer-protocol run of bench faults broker_down_90s hung (README).
+    group_protocol: str = "classic"
     partitions: int = 4
     # Security (librdkafka names): applied to the consumer, the producer and the admin client.
     security_protocol: str = "PLAINTEXT"
@@ -60,6 +68,8 @@ class KafkaConfig:
             raise ConfigError("poll and delivery timeouts must be positive")
         if not 1.0 <= self.session_timeout_s <= 1800.0:
             raise ConfigError(f"session timeout must be in [1, 1800] s (brokers accept 6..1800 by default), got {self.session_timeout_s}")
+        if self.group_protocol not in GROUP_PROTOCOLS:
+            raise ConfigError(f"kafka group protocol must be one of {', '.join(GROUP_PROTOCOLS)}, got {self.group_protocol!r}")
         if not 1 <= self.partitions <= 1000:
             raise ConfigError(f"partitions must be in 1..1000, got {self.partitions}")
         if not 4096 <= self.dlq_max_bytes <= 990_000:

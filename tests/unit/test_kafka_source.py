@@ -1,5 +1,6 @@
 """KafkaSource's own decisions, on a stand-in for librdkafka's consumer (the broker paths are
-in the integration tests and ``bench faults``): a fatal error replaces the consumer, and no
+in the integration tests and ``bench faults``): a fatal error replaces the consumer (a broker refusing the consumer group
+protocol gets a classic one), and no
 commit is sent while the consumer is not a member of its group."""
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class FakeConsumer:
 def source(monkeypatch: pytest.MonkeyPatch) -> kafka_adapter.KafkaSource:
     FakeConsumer.made = []
     monkeypatch.setattr(kafka_adapter, "Consumer", FakeConsumer)
-    return kafka_adapter.KafkaSource(KafkaConfig(bootstrap="127.0.0.1:1", features_topic="features"))
+    return kafka_adapter.KafkaSource(KafkaConfig(bootstrap="127.0.0.1:1", features_topic="features", group_protocol="consumer"))
 
 
 def test_a_fatal_error_replaces_the_consumer(source: kafka_adapter.KafkaSource, caplog: pytest.LogCaptureFixture) -> None:
@@ -76,3 +77,39 @@ def test_no_commit_while_not_a_member(source: kafka_adapter.KafkaSource) -> None
     source.commit(refs, asynchronous=True)
     (offsets,) = c.commits  # type: ignore[attr-defined]
     assert sorted((tp.partition, tp.offset) for tp in offsets) == [(0, 10), (1, 4)]
+
+
+def test_group_protocol_setting_picks_the_client_properties() -> None:
+    from stream_ensemble.config import load_config
+    from stream_ensemble.errors import ConfigError
+
+    assert KafkaConfig().group_protocol == "classic"
+    assert load_config(env={"SE_GROUP_PROTOCOL": "consumer"}).kafka.group_protocol == "consumer"
+    with pytest.raises(ConfigError, match="group protocol"):
+        KafkaConfig(group_protocol="eager")
+    # librdkafka refuses the classic-only properties with group.protocol=consumer
+    assert kafka_adapter.group_conf(KafkaConfig(group_protocol="consumer")) == {"group.protocol": "consumer"}
+    classic = kafka_adapter.group_conf(KafkaConfig(group_protocol="classic", session_timeout_s=9.0))
+    assert classic == {"group.protocol": "classic", "partition.assignment.strategy": "cooperative-sticky",
+                       "session.timeout.ms": 9000, "heartbeat.interval.ms": 1000}
+
+
+def test_a_broker_refusing_the_consumer_protocol_gets_a_classic_consumer(
+        source: kafka_adapter.KafkaSource, caplog: pytest.LogCaptureFixture) -> None:
+    first = source.consumer
+    assert first.conf["group.protocol"] == "consumer"  # type: ignore[attr-defined]
+    # what librdkafka 2.16 delivers from a broker without KIP-848 (seen against ops/' broker
+    # started with group.coordinator.rebalance.protocols=classic; the message is in the text)
+    refused = KafkaError(KafkaError._FATAL, "Fatal error: Broker: API version not supported: "
+                         "ConsumerGroupHeartbeat fatal error: Broker: API version not supported", fatal=True)
+    first.queue.append(FakeMsg(refused))  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING", logger="stream_ensemble.kafka"):
+        assert source.poll_batch(100, 0.1) == []
+    second = source.consumer
+    assert second is not first and first.closed and second.conf["group.protocol"] == "classic"  # type: ignore[attr-defined]
+    assert second.conf["session.timeout.ms"] == 6000  # type: ignore[attr-defined]
+    assert [getattr(r, "event", None) for r in caplog.records] == ["group_protocol_fallback"]
+    # a later fatal error replaces the consumer, still classic
+    second.queue.append(FakeMsg(KafkaError(KafkaError._FATAL)))  # type: ignore[attr-defined]
+    source.poll_batch(100, 0.1)
+    assert source.consumer.conf["group.protocol"] == "classic" and source.replaced == 2  # type: ignore[attr-defined]
