@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,12 +62,23 @@ def test_memory_is_bounded_and_only_cache_keys_are_evicted(own_redis: tuple[dict
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()
-    info = client.info("memory")
+    # maxmemory bounds used_memory minus what Redis does not count for eviction (the AOF
+    # buffer of writes not yet flushed, replication buffers): on a slow disk the AOF buffer
+    # alone held ~4 MB of this burst, so the raw used_memory is not the bounded figure.
+    deadline = time.monotonic() + 5.0
+    while True:
+        info = client.info("memory")
+        counted = info["used_memory"] - info.get("mem_not_counted_for_evict", 0)
+        if counted <= limit * 1.1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     stats = client.info("stats")
     kept = client.dbsize()
     print(f"cache keys written {n}, kept {kept}, evicted {stats['evicted_keys']}, "
-          f"used_memory {info['used_memory'] / 2**20:.1f} MB of {limit / 2**20:.0f} MB")
+          f"used_memory {info['used_memory'] / 2**20:.1f} MB, counted for eviction "
+          f"{counted / 2**20:.1f} MB of {limit / 2**20:.0f} MB")
     assert stats["evicted_keys"] > 0 and kept < n
-    assert info["used_memory"] <= limit * 1.1
+    assert counted <= limit * 1.1
+    assert kept * len(body) <= limit  # the data kept fits the bound whatever the buffers
     assert client.hget("se:health", "knn") == b"down"  # no TTL: never evicted
     assert client.hgetall("se:ab:default") == {b"experiment": b"x", b"status": b"running"}
