@@ -97,6 +97,7 @@ class KafkaSource:
             **(extra or {}),
         }
         self.commit_errors = 0
+        self._commits_failing = 0  # failures since the last success: logged once per state change
         self.commits_skipped = 0
         self.replaced = 0
         self.topic = topic or cfg.features_topic
@@ -228,7 +229,14 @@ class KafkaSource:
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is not None and err.code() != KafkaError._NO_OFFSET:
             self.commit_errors += 1
-            log.warning("asynchronous offset commit failed, events will be re-delivered: %s", err)
+            self._commits_failing += 1
+            if self._commits_failing == 1:  # one line per state change, not one per batch of an outage
+                log.warning("asynchronous offset commit failed, events will be re-delivered: %s", err,
+                            extra={"event": "commit", "state": "failing", "reason": str(err)})
+        elif err is None and self._commits_failing:
+            log.info("offset commits succeed again after %d failed", self._commits_failing,
+                     extra={"event": "commit", "state": "ok", "failed": self._commits_failing})
+            self._commits_failing = 0
 
     def close(self) -> None:
         """Leave the group cleanly (triggers a rebalance for the others)."""
