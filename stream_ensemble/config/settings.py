@@ -40,7 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kafka.delivery_timeout_s", "SE_DELIVERY_TIMEOUT_S", "--delivery-timeout-s", "Seconds an output may wait for its broker acknowledgement."),
     Setting("kafka.dlq_max_bytes", "SE_DLQ_MAX_BYTES", "--dlq-max-bytes", "Cap of one DLQ record, bytes (a longer original is truncated; size and sha256 kept)."),
     Setting("kafka.session_timeout_s", "SE_SESSION_TIMEOUT_S", "--session-timeout-s", "Seconds before the group gives a silent worker's partitions to the others (failover after kill -9); classic protocol only."),
-    Setting("kafka.group_protocol", "SE_GROUP_PROTOCOL", "--group-protocol", "Consumer group protocol: classic, or consumer (KIP-848, brokers >= 4.0; session timeout set on the broker)."),
+    Setting("kafka.group_protocol", "SE_GROUP_PROTOCOL", "--group-protocol", "Consumer group protocol: consumer (KIP-848, brokers >= 4.0; session timeout set on the broker; an older broker gets classic), or classic."),
     Setting("kafka.partitions", "SE_PARTITIONS", "--partitions", "Partitions when creating missing topics (and the count serve expects)."),
     Setting("kafka.security_protocol", "SE_KAFKA_SECURITY_PROTOCOL", "--kafka-security-protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
     Setting("kafka.sasl_mechanism", "SE_KAFKA_SASL_MECHANISM", "--kafka-sasl-mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."),

@@ -1,7 +1,7 @@
 """The worker's consumer group protocol (``--group-protocol``, README Faults).
 
-With ``--group-protocol consumer`` a worker joins with the consumer group protocol (KIP-848): on
-the broker of ops/ its group is a ``consumer`` group (the default is ``classic``). A broker that refuses that protocol (here a Kafka 4.0.2 of ops/
+By default a worker joins with the consumer group protocol (KIP-848): on the broker of ops/ its
+group is a ``consumer`` group; ``--group-protocol classic`` gives a classic group. A broker that refuses that protocol (here a Kafka 4.0.2 of ops/
 started with ``group.coordinator.rebalance.protocols=classic``, as a broker before 4.0 answers)
 gets one warning line and a classic-protocol consumer, and every event is scored: no hang.
 """
@@ -62,13 +62,22 @@ def classic_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_worker_group_is_a_consumer_protocol_group(servers, topics: Topics, start_worker, feature_rows) -> None:
-    worker = start_worker("--batch-size", "50", "--group-protocol", "consumer")
+    worker = start_worker("--batch-size", "50")  # the default
     produce(servers["bootstrap"], topics.features, [event(i, feature_rows[i % 200]) for i in range(100)])
     docs = collect(servers["bootstrap"], topics.scores, lambda d: len({x["event_id"] for x in d}) >= 100, timeout=120)
     assert len({d["event_id"] for d in docs}) == 100
     assert _group_type(servers["bootstrap"], topics.group) == ConsumerGroupType.CONSUMER
     assert worker.terminate() == 0
     assert _events(worker.log, "group_protocol_fallback") == []
+
+
+def test_classic_is_one_flag_away(servers, topics: Topics, start_worker, feature_rows) -> None:
+    worker = start_worker("--batch-size", "50", "--group-protocol", "classic")
+    produce(servers["bootstrap"], topics.features, [event(i, feature_rows[i % 200]) for i in range(60)])
+    docs = collect(servers["bootstrap"], topics.scores, lambda d: len({x["event_id"] for x in d}) >= 60, timeout=120)
+    assert len({d["event_id"] for d in docs}) == 60
+    assert _group_type(servers["bootstrap"], topics.group) == ConsumerGroupType.CLASSIC
+    assert worker.terminate() == 0
 
 
 def test_broker_without_the_consumer_protocol_falls_back_to_classic(classic_broker: str, servers, registry: Path,

@@ -83,8 +83,8 @@ def test_group_protocol_setting_picks_the_client_properties() -> None:
     from stream_ensemble.config import load_config
     from stream_ensemble.errors import ConfigError
 
-    assert KafkaConfig().group_protocol == "classic"
-    assert load_config(env={"SE_GROUP_PROTOCOL": "consumer"}).kafka.group_protocol == "consumer"
+    assert KafkaConfig().group_protocol == "consumer"
+    assert load_config(env={"SE_GROUP_PROTOCOL": "classic"}).kafka.group_protocol == "classic"
     with pytest.raises(ConfigError, match="group protocol"):
         KafkaConfig(group_protocol="eager")
     # librdkafka refuses the classic-only properties with group.protocol=consumer
