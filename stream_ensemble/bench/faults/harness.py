@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -33,6 +34,12 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_ensemble.errors import KafkaAdapterError
+
+#: librdkafka's own lines from the bench's observer clients: their connection failures while the
+#: bench holds a broker down are the scenario, not news (they went raw to stderr, ~20 per second).
+QUIET_CLIENT_LOG = logging.getLogger("stream_ensemble.bench.faults.librdkafka")
+QUIET_CLIENT_LOG.propagate = False
+QUIET_CLIENT_LOG.addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -79,7 +86,8 @@ class Collector(threading.Thread):
         super().__init__(daemon=True)
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-faults-{uuid.uuid4().hex[:8]}",
                                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "fetch.max.bytes": 8_000_000, "max.partition.fetch.bytes": 4_000_000})
+                                  "fetch.max.bytes": 8_000_000, "max.partition.fetch.bytes": 4_000_000},
+                                 logger=QUIET_CLIENT_LOG)
         self.consumer.subscribe([scores, dlq])
         self.scores_topic, self.prefix, self.detail = scores, prefix + "-", detail
         self.scored: Counter[str] = Counter()

@@ -29,7 +29,15 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer as KafkaProducer
 
-from stream_ensemble.bench.faults.harness import BenchEnv, Collector, Producer, Sampler, Supervisor, create_topics
+from stream_ensemble.bench.faults.harness import (
+    QUIET_CLIENT_LOG,
+    BenchEnv,
+    Collector,
+    Producer,
+    Sampler,
+    Supervisor,
+    create_topics,
+)
 from stream_ensemble.bench.throughput_procs import distinct_record
 from stream_ensemble.errors import KafkaAdapterError
 
@@ -139,7 +147,7 @@ class Run:
 
     def _warm_up(self, n: int = 30, timeout_s: float = 240.0) -> None:
         """Until the group scores events on every partition (models loaded, partitions assigned)."""
-        p = KafkaProducer({"bootstrap.servers": self.bootstrap, "acks": "all"})
+        p = KafkaProducer({"bootstrap.servers": self.bootstrap, "acks": "all"}, logger=QUIET_CLIENT_LOG)
         for i in range(n):
             doc = {"event_id": f"warm-{i}", "entity_id": "warm", "timestamp": time.time(),
                    "features": self.env.records[i % len(self.env.records)]}
