@@ -67,7 +67,8 @@ def test_a_fatal_error_replaces_the_consumer(source: kafka_adapter.KafkaSource, 
     assert [getattr(r, "event", None) for r in caplog.records] == ["consumer_replaced"]
 
 
-def test_no_commit_while_not_a_member(source: kafka_adapter.KafkaSource) -> None:
+def test_no_commit_while_not_a_member(source: kafka_adapter.KafkaSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka_adapter, "COMMIT_INTERVAL_S", 0.0)
     c = source.consumer
     refs = [SourceRef("features", 0, 7), SourceRef("features", 0, 9), SourceRef("features", 1, 3)]
     c.member = ""  # type: ignore[attr-defined]  # session lost during a broker outage
@@ -113,3 +114,27 @@ def test_a_broker_refusing_the_consumer_protocol_gets_a_classic_consumer(
     second.queue.append(FakeMsg(KafkaError(KafkaError._FATAL)))  # type: ignore[attr-defined]
     source.poll_batch(100, 0.1)
     assert source.consumer.conf["group.protocol"] == "classic" and source.replaced == 2  # type: ignore[attr-defined]
+
+
+def test_async_commits_are_coalesced_and_nothing_acknowledged_is_dropped(
+        source: kafka_adapter.KafkaSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import TopicPartition
+
+    c = source.consumer
+    sent = lambda i: sorted((tp.partition, tp.offset) for tp in c.commits[i])  # noqa: E731
+    source.commit([SourceRef("features", 0, 1)], asynchronous=True)  # the first one goes at once
+    for off in range(2, 50):  # a batch every few ms: coalesced, not one request each
+        source.commit([SourceRef("features", off % 3, off)], asynchronous=True)
+    assert len(c.commits) == 1 and sent(0) == [(0, 2)]  # type: ignore[attr-defined]
+    # a revocation sends the revoked partition's offsets before it is acknowledged
+    source._on_revoke(c, [TopicPartition("features", 1)])  # type: ignore[arg-type]
+    assert len(c.commits) == 2 and sent(1) == [(1, 50)]  # type: ignore[attr-defined]  # 49 = 1 mod 3
+    # the poll loop sends the rest once the interval has passed (an idle stream too)
+    monkeypatch.setattr(kafka_adapter, "COMMIT_INTERVAL_S", 0.0)
+    assert source.poll_batch(10, 0.0) == []
+    assert len(c.commits) == 3 and sent(2) == [(0, 49), (2, 48)]  # type: ignore[attr-defined]
+    # a synchronous commit (shutdown) always goes, with whatever was coalesced
+    monkeypatch.setattr(kafka_adapter, "COMMIT_INTERVAL_S", 60.0)
+    source.commit([SourceRef("features", 0, 60)], asynchronous=True)
+    source.commit([SourceRef("features", 2, 70)], asynchronous=False)
+    assert len(c.commits) == 4 and sent(3) == [(0, 61), (2, 71)]  # type: ignore[attr-defined]
