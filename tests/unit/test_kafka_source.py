@@ -138,3 +138,7 @@ def test_async_commits_are_coalesced_and_nothing_acknowledged_is_dropped(
     source.commit([SourceRef("features", 0, 60)], asynchronous=True)
     source.commit([SourceRef("features", 2, 70)], asynchronous=False)
     assert len(c.commits) == 4 and sent(3) == [(0, 61), (2, 71)]  # type: ignore[attr-defined]
+    # what is still coalesced at shutdown is committed before the consumer leaves the group
+    source.commit([SourceRef("features", 1, 80)], asynchronous=True)
+    source.close()
+    assert len(c.commits) == 5 and sent(4) == [(1, 81)] and c.closed  # type: ignore[attr-defined]
