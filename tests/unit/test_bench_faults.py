@@ -94,3 +94,31 @@ def test_goals_pass_and_fail_on_the_figures(tmp_path: Path) -> None:
     assert (tmp_path / "f.png").stat().st_size > 1000
     line = orjson.loads(report.summary_line(result))
     assert line["per_scenario"][0]["name"] == "kill9_x3" and set(line["per_scenario"][0]) == set(report.CONTRACT)
+
+
+def test_a_restart_whose_port_is_held_is_tried_again_other_failures_are_not(
+        tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from stream_ensemble.bench.faults import servers
+    from stream_ensemble.errors import ConfigError
+
+    monkeypatch.setattr(servers.time, "sleep", lambda s: None)
+    calls: list[str] = []
+
+    def failing(message: str, times: int):  # type: ignore[no-untyped-def]
+        def run(self, script: str, *args: str, timeout: float = 300.0) -> str:  # type: ignore[no-untyped-def]
+            calls.append(script)
+            if len(calls) <= times:
+                raise ConfigError(f"ops/{script} start failed: {message}")
+            return ""
+        return run
+
+    monkeypatch.setattr(servers.OwnServers, "_run", failing("failed to bind to 127.0.0.1:40292: Address already in use", 2))
+    servers.OwnServers(tmp_path, 1, 2, 3).kafka_start()
+    assert calls == ["kafka.sh"] * 3
+    calls.clear()
+    monkeypatch.setattr(servers.OwnServers, "_run", failing("no java", 1))
+    with pytest.raises(ConfigError, match="no java"):
+        servers.OwnServers(tmp_path, 1, 2, 3).kafka_start()
+    assert calls == ["kafka.sh"]

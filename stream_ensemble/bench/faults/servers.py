@@ -17,6 +17,9 @@ from pathlib import Path
 from stream_ensemble.errors import ConfigError
 
 OPS = Path(__file__).resolve().parents[3] / "ops"
+#: Start attempts after the first when the port is held, and how the scripts' output says so.
+BIND_RETRIES = 3
+BIND_FAILURES = ("Address already in use", "failed to bind", "bind:")
 
 
 @dataclass
@@ -57,6 +60,24 @@ class OwnServers:
         """The three cluster nodes' client listeners."""
         return ",".join(f"127.0.0.1:{self.cluster_port + 10 * k}" for k in range(3))
 
+    def _start(self, script: str, *args: str) -> None:
+        """Run a start command, again (up to ``BIND_RETRIES`` times) when its port is held.
+
+        While a server is down its clients keep connecting to its port, each from a random
+        ephemeral port; when the server's port lies in the ephemeral range (Linux: 32768-60999)
+        one of those connects can take the port itself (a TCP self-connect) and hold it for a
+        moment, so the restart fails to bind ("Address already in use", seen once in
+        broker_down_90s on port 40292). Ports below 32768 avoid it; the retry covers the rest.
+        """
+        for attempt in range(BIND_RETRIES + 1):
+            try:
+                self._run(script, *args)
+                return
+            except ConfigError as exc:
+                if attempt == BIND_RETRIES or not any(m in str(exc) for m in BIND_FAILURES):
+                    raise
+                time.sleep(2.0)
+
     def _run(self, script: str, *args: str, timeout: float = 300.0) -> str:
         env = {**os.environ, "KAFKA_PORT": str(self.kafka_port), "KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
                "KAFKA_SASL_PORT": str(self.kafka_port + 2), "KAFKA_TLS_PORT": str(self.kafka_port + 3),
@@ -74,7 +95,7 @@ class OwnServers:
     def kafka_start(self) -> float:
         """Start (or find) the own broker; returns when it serves, with the seconds it took."""
         t0 = time.monotonic()
-        self._run("kafka.sh", "start")
+        self._start("kafka.sh", "start")
         self.started.add("kafka")
         return time.monotonic() - t0
 
@@ -86,7 +107,7 @@ class OwnServers:
     def redis_start(self) -> float:
         """Start (or find) the own Redis with the ``ops/redis.sh`` settings."""
         t0 = time.monotonic()
-        self._run("redis.sh", "start")
+        self._start("redis.sh", "start")
         self.started.add("redis")
         return time.monotonic() - t0
 
@@ -108,7 +129,7 @@ class OwnServers:
 
     def cluster_start_node(self, node: int) -> None:
         """Start cluster node ``node`` again."""
-        self._run("kafka-cluster.sh", "start-node", str(node))
+        self._start("kafka-cluster.sh", "start-node", str(node))
 
     def cluster_stop(self) -> None:
         """Stop the cluster and delete its data."""
