@@ -15,7 +15,9 @@ Two agents:
 
 Timers: each second every instance publishes the sums of the partitions it owns to Redis
 (``se:abstats:<experiment>``); the leader looks at every running experiment (report,
-guardrail, ramp, history; :mod:`.control`).
+guardrail, ramp, history; :mod:`.control`); every instance's partition watchdog
+(:mod:`.watchdog`, ``--stall-s``) restarts an input partition that lags while nothing of it
+is read.
 
 Verified with faust-streaming 0.15 / aiokafka 0.14 against Kafka 4.0 (consumer group,
 changelog and repartition topics); ``ops/README.md`` pins the versions.
@@ -33,6 +35,7 @@ import orjson
 
 from stream_ensemble.ab import control
 from stream_ensemble.ab.recovery import SeekBeforeResumeTableManager
+from stream_ensemble.ab.watchdog import PartitionWatchdog
 from stream_ensemble.adapters.ab_store import ABStore
 from stream_ensemble.adapters.redis_store import connect
 from stream_ensemble.config import Config
@@ -189,6 +192,15 @@ def build_app(cfg: Config) -> faust.App:
                 control.look(store, ensemble, ab)
             except Exception as exc:  # one bad experiment hash must not stop the others
                 log.warning("experiment %s: %s", ensemble, exc)
+
+    if ab.stall_s > 0:
+        # an input partition left unread after a restart (README, Outcome join) is found and
+        # sought back to its committed offset within about stall_s (ab/watchdog.py)
+        watchdog = PartitionWatchdog(app, ab.stall_s)
+
+        @app.timer(min(max(ab.stall_s / 4, 0.25), 1.0))  # type: ignore[untyped-decorator]
+        async def watch() -> None:
+            await watchdog.check()
 
     return app
 
