@@ -126,9 +126,19 @@ def build_app(cfg: Config) -> faust.App:
         got = state.data.get(key)
         return got if isinstance(got, dict) else new_bucket()
 
-    def _save(key: str, bucket: Bucket) -> None:
+    async def _save(key: str, bucket: Bucket) -> None:
         state.data[key] = bucket
-        state.send_changelog(int(key.split(":", 1)[0]), key, bucket)
+        # Awaited into the Kafka producer, not faust's ``send_changelog`` (``send_soon``: a
+        # buffer drained by a background task). faust commits input offsets after
+        # ``Producer.flush()``, whose buffer flush (faust-streaming 0.15.3) returns when no
+        # buffered message is sent within 0.1 s, and does not see the one the task is sending:
+        # the commit could pass a batch whose changelog records were still in that buffer, and a
+        # kill -9 then lost them (README, Outcome join). Sent here, each record is in aiokafka's
+        # accumulator before the batch's events are acked, and the commit's flush waits for it.
+        table: Any = state  # faust's Table; its serializers and sent-callback are not on TableT
+        await table.changelog_topic.send(key=key, value=bucket, partition=int(key.split(":", 1)[0]),
+                                         key_serializer=table.key_serializer, value_serializer=table.value_serializer,
+                                         callback=table._on_changelog_sent)
 
     stream_time: dict[int, float] = {}
 
@@ -161,7 +171,7 @@ def build_app(cfg: Config) -> faust.App:
                 partition = int(key.split(":", 1)[0])
                 bucket["st"] = stream_time[partition]
                 expire(bucket, _now(partition), ab.join_window_s)
-                _save(key, bucket)
+                await _save(key, bucket)
 
     @app.timer(max(ab.join_window_s / 4, 0.5))  # type: ignore[untyped-decorator]
     async def sweep() -> None:
@@ -172,7 +182,7 @@ def build_app(cfg: Config) -> faust.App:
             before = (len(bucket["pending"]), len(bucket["done"]), len(bucket["expired"]))
             expire(bucket, _now(partition), ab.join_window_s)
             if (len(bucket["pending"]), len(bucket["done"]), len(bucket["expired"])) != before:
-                _save(key, bucket)
+                await _save(key, bucket)
 
     @app.timer(ab.refresh_s)  # type: ignore[untyped-decorator]
     async def publish() -> None:
