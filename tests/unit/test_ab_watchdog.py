@@ -55,7 +55,9 @@ def test_nothing_committed_counts_from_offset_0_and_forget_clears() -> None:
 
 
 def _app(calls: list[str], committed: int | None = 50, read: int | None = 49, end: int = 100,
-         generation_changes_during_settle: bool = False) -> Any:
+         generation_changes_during_settle: bool = False, active: bool = False, fetch_position: int | None = 50,
+         fetch_buffered: dict[Any, Any] | None = None) -> Any:
+    fetch_buffered = fetch_buffered or {}
     changelog = TP("app-join-state-changelog", 1)
 
     async def highwaters(*tps: Any) -> dict[Any, int]:
@@ -67,18 +69,36 @@ def _app(calls: list[str], committed: int | None = 50, read: int | None = 49, en
     async def earliest_offsets(*tps: Any) -> dict[Any, int]:
         return {tp: 7 for tp in tps}
 
+    async def call_thread(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    states = {OUT1: SimpleNamespace(position=fetch_position, has_valid_position=fetch_position is not None)}
+    aio = SimpleNamespace(_subscription=SimpleNamespace(subscription=SimpleNamespace(
+        assignment=SimpleNamespace(state_value=states.get))), _fetcher=SimpleNamespace(_records=fetch_buffered))
     consumer = SimpleNamespace(
+        _thread=SimpleNamespace(call_thread=call_thread, _ensure_consumer=lambda: aio),
         assignment=lambda: {OUT1, changelog}, _is_changelog_tp=lambda tp: "changelog" in tp.topic,
         highwaters=highwaters, seek_wait=seek_wait, earliest_offsets=earliest_offsets,
         _committed_offset=defaultdict(lambda: None, {OUT1: committed}), _read_offset={OUT1: read},
         _unacked_messages=set(), _buffered_partitions={OUT1}, _paused_partitions=set(), _acked={},
-        _get_active_partitions=lambda: set(), flow_active=True,
+        _get_active_partitions=lambda: {OUT1} if active else set(), flow_active=True,
         pause_partitions=lambda tps: calls.append("pause:" + ",".join(f"{t.topic}[{t.partition}]" for t in tps)),
         resume_partitions=lambda tps: calls.append("resume:" + ",".join(f"{t.topic}[{t.partition}]" for t in tps)),
     )
     return SimpleNamespace(consumer=consumer, in_recovery=False, consumer_generation_id=3,
                            flow_control=SimpleNamespace(is_active=lambda: True), conf=SimpleNamespace(broker_request_timeout=1.0),
                            topics=SimpleNamespace(_tp_index={}), _change=generation_changes_during_settle)
+
+
+def test_records_in_the_consumer_wait_until_the_backstop() -> None:
+    tr = StallTracker(5.0)  # backstop 30 s
+    tr.observe(0.0, OUT1, 10, 9, 20, False, True)
+    assert not tr.observe(20.0, OUT1, 10, 9, 20, False, True)  # fetched, behind other partitions
+    assert tr.observe(30.0, OUT1, 10, 9, 20, False, True)  # ... for 30 s without progress: restart anyway
+    tr.reset(OUT1)
+    tr.observe(0.0, OUT1, 10, 9, 20, False, True)
+    assert not tr.observe(4.0, OUT1, 10, 9, 20, False, False)  # the fetched records went nowhere
+    assert tr.observe(9.0, OUT1, 10, 9, 20, False, False)  # 5 s idle after the last sign of them
 
 
 class _Watchdog(PartitionWatchdog):
@@ -91,6 +111,7 @@ class _Watchdog(PartitionWatchdog):
 
 async def _run(app: Any, looks: int) -> list[list[Any]]:
     wd = _Watchdog(app, stall_s=0.0, settle_s=0.0)
+    wd.tracker.backstop_s = 1e9  # no backstop here (its rule: test_records_in_the_consumer_wait_until_the_backstop)
     return [await wd.check() for _ in range(looks)]
 
 
@@ -123,3 +144,15 @@ def test_a_caught_up_or_busy_consumer_is_left_alone() -> None:
     app.in_recovery = True
     assert asyncio.run(_run(app, 4)) == [[], [], [], []]
     assert calls == []
+
+
+@pytest.mark.parametrize(("fetch_position", "buffered", "restarted"), [
+    (50, False, True),  # active, nothing fetched or on its way: stalled (e.g. faust drops what it reads)
+    (50, True, False),  # aiokafka holds records of it: they will be delivered
+    (60, False, False),  # aiokafka returned records faust has not delivered yet (read offset 49)
+])
+def test_an_active_partition_with_records_on_their_way_is_not_restarted(fetch_position: int, buffered: bool,
+                                                                         restarted: bool) -> None:
+    calls: list[str] = []
+    app = _app(calls, active=True, fetch_position=fetch_position, fetch_buffered={OUT1: object()} if buffered else {})
+    assert asyncio.run(_run(app, 3))[-1] == ([OUT1] if restarted else [])
