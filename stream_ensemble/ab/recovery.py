@@ -16,7 +16,9 @@ arrive between the resume and the end of the seek. Measured on ``ab evaluate`` a
 
 The records of step 2 are lost, and the gap of step 1 lets the commit move past them. Here the
 seek runs while the source partitions are still paused (aiokafka discards what it had buffered
-for a partition it seeks), the queues are emptied, and only then are the sources resumed: the
+for a partition it seeks; the sources with no committed offset, which faust's seek leaves
+alone, are sought to their start: ``SeekBeforeResumeRecovery._seek_uncommitted``), the queues
+are emptied, and only then are the sources resumed: the
 first record an agent sees on each partition is the one at its committed offset.
 """
 
@@ -63,6 +65,7 @@ class SeekBeforeResumeRecovery(Recovery):
             # recovery resumed only changelogs): nothing of theirs is delivered before the seek
             self.log.info("Seek stream partitions to committed offsets (sources still paused).")
             await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+            await self._wait(self._seek_uncommitted(sources), timeout=app.conf.broker_request_timeout)
         self.completed.set()
         app.flow_control.resume()  # empties the agents' queues: nothing of the sources is in them
         consumer.resume_flow()
@@ -74,6 +77,32 @@ class SeekBeforeResumeRecovery(Recovery):
             self.tables.on_standbys_ready()
         app.on_rebalance_end()
         self.log.info("Worker ready")
+
+
+    async def _seek_uncommitted(self, sources: set[Any]) -> None:
+        """Seek the sources with no committed offset to where ``auto_offset_reset`` starts them.
+
+        ``perform_seek`` (aiokafka's ``seek_to_committed``) leaves a partition with no committed
+        offset (or 0) where the fetcher has it, and the fetcher may have moved it past records
+        faust never delivered: when the changelog restore ends, faust removes the changelogs
+        from its active set, which is then empty (the sources are paused), and a fetch waiting
+        on that same set object in the consumer's thread reads an empty set as "every
+        partition" and returns records of the sources, which faust drops as not active. Seen
+        after a kill -9 before the first run had committed ``joinable``: the restarted app's
+        first record there was at 616, the records before it never joined, and nothing
+        recorded a gap (README, Outcome join).
+        """
+        app: Any = self.app
+        consumer = app.consumer
+        fresh = {tp for tp in sources if not consumer._committed_offset.get(tp)}
+        if not fresh:
+            return
+        if app.conf.consumer_auto_offset_reset == "latest":
+            starts = await consumer.highwaters(*fresh)
+        else:
+            starts = await consumer.earliest_offsets(*fresh)
+        self.log.info(f"Seek sources with no committed offset to their start: {sorted(fresh)}")
+        await consumer.seek_wait({tp: int(starts[tp] or 0) for tp in fresh})
 
 
 class SeekBeforeResumeTableManager(TableManager):
