@@ -9,8 +9,9 @@ Two agents:
 2. ``join`` reads ``joinable`` in batches and updates the changelog-backed table ``join-state``.
    Its keys are ``<partition>:<bucket>`` (bucket = CRC-32 of event_id): one bucket holds an
    event's pending side, its joined marker and the sums it added, and is written as one record.
-   faust flushes the changelog before it commits input offsets, so after a crash (even kill -9)
-   the table is at least as new as the offsets; re-delivered inputs find their event already
+   Each record is sent into the Kafka producer before the batch's events are acked, and faust
+   flushes the producer before it commits input offsets, so after a crash (even kill -9) the
+   table is at least as new as the offsets; re-delivered inputs find their event already
    joined: each outcome is counted once.
 
 Timers: each second every instance publishes the sums of the partitions it owns to Redis
@@ -34,7 +35,7 @@ import faust
 import orjson
 
 from stream_ensemble.ab import control
-from stream_ensemble.ab.recovery import SeekBeforeResumeTableManager
+from stream_ensemble.ab.recovery import SeekBeforeResumeTableManager, snapshot_fetch_partitions
 from stream_ensemble.ab.watchdog import PartitionWatchdog
 from stream_ensemble.adapters.ab_store import ABStore
 from stream_ensemble.adapters.redis_store import connect
@@ -75,6 +76,7 @@ def build_app(cfg: Config) -> faust.App:
     """The faust app (not started). Partitions of the internal topic and tables: ``kafka.partitions``."""
     ab, kafka = cfg.ab, cfg.kafka
     parts = kafka.partitions
+    snapshot_fetch_partitions()  # no fetch reads an emptied active set as "all" (.recovery)
     app = faust.App(
         ab.app_id, broker=f"kafka://{kafka.bootstrap}", store="memory://", topic_partitions=parts,
         web_enabled=False, consumer_auto_offset_reset="earliest", broker_commit_interval=1.0,

@@ -82,3 +82,25 @@ def test_a_newer_generation_leaves_the_sources_paused() -> None:
     calls: list[str] = []
     asyncio.run(SeekBeforeResumeRecovery.on_recovery_completed(_recording_recovery(calls, 4), 3))
     assert "seek" not in calls and not [c for c in calls if c.startswith("resume")]
+
+
+def test_the_fetch_gets_a_copy_of_the_active_partitions_and_nothing_when_empty(monkeypatch: Any) -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from stream_ensemble.ab.recovery import snapshot_fetch_partitions
+
+    seen: list[Any] = []
+
+    async def original(self: Any, consumer: Any, active: Any, timeout: Any = None, max_records: Any = None) -> Any:
+        seen.append(active)
+        active.discard("changelog:0")  # faust pausing the changelogs while the fetch waits ...
+        return {"got": sorted(active)}  # ... must not turn it into "every partition"
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", original)
+    snapshot_fetch_partitions()
+    snapshot_fetch_partitions()  # idempotent: wrapped once
+    fetch = AIOKafkaConsumerThread._fetch_records
+    live = {"changelog:0"}
+    assert asyncio.run(fetch(None, None, live)) == {"got": []}
+    assert live == {"changelog:0"} and seen[0] is not live  # aiokafka saw a copy
+    assert asyncio.run(fetch(None, None, set())) == {} and len(seen) == 1  # an empty set asks for nothing
