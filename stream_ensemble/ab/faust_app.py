@@ -9,13 +9,16 @@ Two agents:
 2. ``join`` reads ``joinable`` in batches and updates the changelog-backed table ``join-state``.
    Its keys are ``<partition>:<bucket>`` (bucket = CRC-32 of event_id): one bucket holds an
    event's pending side, its joined marker and the sums it added, and is written as one record.
-   faust flushes the changelog before it commits input offsets, so after a crash (even kill -9)
-   the table is at least as new as the offsets; re-delivered inputs find their event already
+   Each record is sent into the Kafka producer before the batch's events are acked, and faust
+   flushes the producer before it commits input offsets, so after a crash (even kill -9) the
+   table is at least as new as the offsets; re-delivered inputs find their event already
    joined: each outcome is counted once.
 
 Timers: each second every instance publishes the sums of the partitions it owns to Redis
 (``se:abstats:<experiment>``); the leader looks at every running experiment (report,
-guardrail, ramp, history; :mod:`.control`).
+guardrail, ramp, history; :mod:`.control`); every instance's partition watchdog
+(:mod:`.watchdog`, ``--stall-s``) restarts an input partition that lags while nothing of it
+is read.
 
 Verified with faust-streaming 0.15 / aiokafka 0.14 against Kafka 4.0 (consumer group,
 changelog and repartition topics); ``ops/README.md`` pins the versions.
@@ -32,7 +35,8 @@ import faust
 import orjson
 
 from stream_ensemble.ab import control
-from stream_ensemble.ab.recovery import SeekBeforeResumeTableManager
+from stream_ensemble.ab.recovery import SeekBeforeResumeTableManager, snapshot_fetch_partitions
+from stream_ensemble.ab.watchdog import PartitionWatchdog
 from stream_ensemble.adapters.ab_store import ABStore
 from stream_ensemble.adapters.redis_store import connect
 from stream_ensemble.config import Config
@@ -72,6 +76,7 @@ def build_app(cfg: Config) -> faust.App:
     """The faust app (not started). Partitions of the internal topic and tables: ``kafka.partitions``."""
     ab, kafka = cfg.ab, cfg.kafka
     parts = kafka.partitions
+    snapshot_fetch_partitions()  # no fetch reads an emptied active set as "all" (.recovery)
     app = faust.App(
         ab.app_id, broker=f"kafka://{kafka.bootstrap}", store="memory://", topic_partitions=parts,
         web_enabled=False, consumer_auto_offset_reset="earliest", broker_commit_interval=1.0,
@@ -123,9 +128,19 @@ def build_app(cfg: Config) -> faust.App:
         got = state.data.get(key)
         return got if isinstance(got, dict) else new_bucket()
 
-    def _save(key: str, bucket: Bucket) -> None:
+    async def _save(key: str, bucket: Bucket) -> None:
         state.data[key] = bucket
-        state.send_changelog(int(key.split(":", 1)[0]), key, bucket)
+        # Awaited into the Kafka producer, not faust's ``send_changelog`` (``send_soon``: a
+        # buffer drained by a background task). faust commits input offsets after
+        # ``Producer.flush()``, whose buffer flush (faust-streaming 0.15.3) returns when no
+        # buffered message is sent within 0.1 s, and does not see the one the task is sending:
+        # the commit could pass a batch whose changelog records were still in that buffer, and a
+        # kill -9 then lost them (README, Outcome join). Sent here, each record is in aiokafka's
+        # accumulator before the batch's events are acked, and the commit's flush waits for it.
+        table: Any = state  # faust's Table; its serializers and sent-callback are not on TableT
+        await table.changelog_topic.send(key=key, value=bucket, partition=int(key.split(":", 1)[0]),
+                                         key_serializer=table.key_serializer, value_serializer=table.value_serializer,
+                                         callback=table._on_changelog_sent)
 
     stream_time: dict[int, float] = {}
 
@@ -158,7 +173,7 @@ def build_app(cfg: Config) -> faust.App:
                 partition = int(key.split(":", 1)[0])
                 bucket["st"] = stream_time[partition]
                 expire(bucket, _now(partition), ab.join_window_s)
-                _save(key, bucket)
+                await _save(key, bucket)
 
     @app.timer(max(ab.join_window_s / 4, 0.5))  # type: ignore[untyped-decorator]
     async def sweep() -> None:
@@ -169,7 +184,7 @@ def build_app(cfg: Config) -> faust.App:
             before = (len(bucket["pending"]), len(bucket["done"]), len(bucket["expired"]))
             expire(bucket, _now(partition), ab.join_window_s)
             if (len(bucket["pending"]), len(bucket["done"]), len(bucket["expired"])) != before:
-                _save(key, bucket)
+                await _save(key, bucket)
 
     @app.timer(ab.refresh_s)  # type: ignore[untyped-decorator]
     async def publish() -> None:
@@ -189,6 +204,15 @@ def build_app(cfg: Config) -> faust.App:
                 control.look(store, ensemble, ab)
             except Exception as exc:  # one bad experiment hash must not stop the others
                 log.warning("experiment %s: %s", ensemble, exc)
+
+    if ab.stall_s > 0:
+        # an input partition left unread after a restart (README, Outcome join) is found and
+        # sought back to its committed offset within about stall_s (ab/watchdog.py)
+        watchdog = PartitionWatchdog(app, ab.stall_s)
+
+        @app.timer(min(max(ab.stall_s / 4, 0.25), 1.0))  # type: ignore[untyped-decorator]
+        async def watch() -> None:
+            await watchdog.check()
 
     return app
 

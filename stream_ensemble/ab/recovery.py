@@ -16,7 +16,9 @@ arrive between the resume and the end of the seek. Measured on ``ab evaluate`` a
 
 The records of step 2 are lost, and the gap of step 1 lets the commit move past them. Here the
 seek runs while the source partitions are still paused (aiokafka discards what it had buffered
-for a partition it seeks), the queues are emptied, and only then are the sources resumed: the
+for a partition it seeks; the sources with no committed offset, which faust's seek leaves
+alone, are sought to their start: ``SeekBeforeResumeRecovery._seek_uncommitted``), the queues
+are emptied, and only then are the sources resumed: the
 first record an agent sees on each partition is the one at its committed offset.
 """
 
@@ -63,6 +65,7 @@ class SeekBeforeResumeRecovery(Recovery):
             # recovery resumed only changelogs): nothing of theirs is delivered before the seek
             self.log.info("Seek stream partitions to committed offsets (sources still paused).")
             await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+            await self._wait(self._seek_uncommitted(sources), timeout=app.conf.broker_request_timeout)
         self.completed.set()
         app.flow_control.resume()  # empties the agents' queues: nothing of the sources is in them
         consumer.resume_flow()
@@ -74,6 +77,66 @@ class SeekBeforeResumeRecovery(Recovery):
             self.tables.on_standbys_ready()
         app.on_rebalance_end()
         self.log.info("Worker ready")
+
+
+    async def _seek_uncommitted(self, sources: set[Any]) -> None:
+        """Seek the sources with no committed offset to where ``auto_offset_reset`` starts them.
+
+        ``perform_seek`` (aiokafka's ``seek_to_committed``) leaves a partition with no committed
+        offset (or 0) where the fetcher has it, and the fetcher may have moved it past records
+        faust never delivered: when the changelog restore ends, faust removes the changelogs
+        from its active set, which is then empty (the sources are paused), and a fetch waiting
+        on that same set object in the consumer's thread reads an empty set as "every
+        partition" and returns records of the sources, which faust drops as not active
+        (:func:`snapshot_fetch_partitions` closes that; this seek stays as a second guard). Seen
+        after a kill -9 before the first run had committed ``joinable``: the restarted app's
+        first record there was at 616, the records before it never joined, and nothing
+        recorded a gap (README, Outcome join).
+        """
+        app: Any = self.app
+        consumer = app.consumer
+        fresh = {tp for tp in sources if not consumer._committed_offset.get(tp)}
+        if not fresh:
+            return
+        if app.conf.consumer_auto_offset_reset == "latest":
+            starts = await consumer.highwaters(*fresh)
+        else:
+            starts = await consumer.earliest_offsets(*fresh)
+        self.log.info(f"Seek sources with no committed offset to their start: {sorted(fresh)}")
+        await consumer.seek_wait({tp: int(starts[tp] or 0) for tp in fresh})
+
+
+def snapshot_fetch_partitions() -> None:
+    """Make faust's fetch ask aiokafka for a copy of its active partitions, and for none when empty.
+
+    faust 0.15.3 hands its live active-partition set to aiokafka's ``fetched_records`` in the
+    consumer's thread, which re-reads it while it waits, and reads an *empty* set as "every
+    partition". When the changelog restore ends, faust takes the changelogs out of that set
+    while the sources are still paused: the set is empty, a waiting fetch returns records of the
+    sources, faust drops them as not active, and aiokafka's position has moved past them. A
+    partition sought afterwards (a committed one, by the recovery) is put back; any other is
+    not: measured after a kill -9, the restarted app's first ``joinable`` record at the
+    partition's end (no committed offset), or outcomes and ``joinable`` partitions whose
+    position was at the end while faust had delivered nothing since the seek (the watchdog's
+    backstop restarted them 30 s later). With a copy, a fetch returns only partitions that
+    were active when it started. Idempotent; patches the class (every app in the process).
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread._fetch_records
+    if getattr(original, "snapshot", False):
+        return
+
+    async def _fetch_records(self: Any, consumer: Any, active_partitions: Any, timeout: Any = None,
+                             max_records: Any = None) -> Any:
+        if active_partitions is not None:
+            active_partitions = set(active_partitions)  # one C-level copy: atomic under the GIL
+            if not active_partitions:
+                return {}
+        return await original(self, consumer, active_partitions, timeout=timeout, max_records=max_records)
+
+    _fetch_records.snapshot = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._fetch_records = _fetch_records  # type: ignore[method-assign]
 
 
 class SeekBeforeResumeTableManager(TableManager):

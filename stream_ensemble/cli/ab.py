@@ -211,12 +211,13 @@ def ab_promote(ctx: click.Context, ensemble: str, tag: str | None, redis_url: st
 @setting_option("ab.outcomes_per_step")
 @setting_option("ab.refresh_s")
 @setting_option("ab.guardrail_test", type=click.Choice(["one-sided", "two-sided"]))
+@setting_option("ab.stall_s")
 @click.pass_context
 def ab_evaluate(ctx: click.Context, bootstrap: str | None, scores_topic: str | None, partitions: int | None,
                 redis_url: str | None, key_prefix: str | None, outcomes_topic: str | None, shadow_topic: str | None,
                 outcomes_dlq_topic: str | None, app_id: str | None, join_window_s: float | None, ab_metric: str | None,
                 alpha: float | None, min_outcomes: int | None, outcomes_per_step: int | None,
-                ab_refresh_s: float | None, guardrail_test: str | None) -> None:
+                ab_refresh_s: float | None, guardrail_test: str | None, stall_s: float | None) -> None:
     """Run the faust outcome join: scores + shadow scores + outcomes -> per arm sums, guardrail, ramp."""
     from stream_ensemble.adapters.kafka import ensure_topics
 
@@ -226,6 +227,7 @@ def ab_evaluate(ctx: click.Context, bootstrap: str | None, scores_topic: str | N
         ab__shadow_topic=shadow_topic, ab__outcomes_dlq_topic=outcomes_dlq_topic, ab__app_id=app_id,
         ab__join_window_s=join_window_s, ab__metric=ab_metric, ab__alpha=alpha, ab__min_outcomes=min_outcomes,
         ab__outcomes_per_step=outcomes_per_step, ab__refresh_s=ab_refresh_s, ab__guardrail_test=guardrail_test,
+        ab__stall_s=stall_s,
     )  # fmt: skip
     _store(cfg)  # Redis reachable, else one line and exit 1
     ab_cfg, k = cfg.ab, cfg.kafka

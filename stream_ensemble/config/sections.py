@@ -187,6 +187,10 @@ class ABConfig:
     outcomes_per_step: int = 500
     refresh_s: float = 1.0
     guardrail_test: str = "one-sided"
+    # ab evaluate's partition watchdog (ab/watchdog.py): seconds an input partition may have
+    # unread records while nothing of it is read, queued or processed before it is sought back
+    # to its committed offset; 0 turns the watchdog off
+    stall_s: float = 5.0
 
     def __post_init__(self) -> None:
         names = (self.outcomes_topic, self.shadow_topic, self.outcomes_dlq_topic, self.app_id)
@@ -205,6 +209,8 @@ class ABConfig:
         if not 0 < self.refresh_s <= 1.0:
             # The product promises an experiment change in Redis is seen within 1 s.
             raise ConfigError(f"experiment refresh must be in (0, 1] seconds, got {self.refresh_s}")
+        if not self.stall_s >= 0:
+            raise ConfigError(f"partition stall timeout must be >= 0 seconds (0: watchdog off), got {self.stall_s}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,5 +78,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ab.outcomes_per_step", "SE_AB_OUTCOMES_PER_STEP", "--outcomes-per-step", "Challenger outcomes joined per canary ramp step."),
     Setting("ab.guardrail_test", "SE_AB_GUARDRAIL_TEST", "--guardrail-test", "Guardrail test: one-sided (sequential p that the challenger is worse < alpha) or two-sided (the report's confidence sequence wholly on the worse side)."),
     Setting("ab.refresh_s", "SE_AB_REFRESH_S", "--ab-refresh-s", "Seconds between reads of the se:ab:* experiments (at most 1)."),
+    Setting("ab.stall_s", "SE_AB_STALL_S", "--stall-s", "Seconds an input partition of ab evaluate may lag with nothing of it read or in flight before the watchdog seeks it to its committed offset (0: off)."),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}

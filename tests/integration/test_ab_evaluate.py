@@ -78,10 +78,6 @@ def _wait(pred: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "the restart loss is fixed (ab/recovery.py); a rarer hold-back remains (README, Outcome join, "
-    "'Known, not fixed'): in 2 of ~18 runs one partition was not read after the restart, its commit "
-    "kept, so its outcomes wait for the next restart and 'every outcome joined' can time out"))
 def test_join_counts_each_outcome_once_across_kill_9(servers: dict[str, str], tmp_path: Path) -> None:
     from stream_ensemble.adapters.kafka import ensure_topics
 
