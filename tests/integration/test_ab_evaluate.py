@@ -78,7 +78,21 @@ def _wait(pred: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_join_counts_each_outcome_once_across_kill_9(servers: dict[str, str], tmp_path: Path) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def experiment(servers: dict[str, str], program: list[str]) -> tuple[dict[str, str], str, str, redis.Redis, list[str]]:
+    """Fresh topics, a running split experiment in Redis and the ``ab evaluate`` command line.
+
+    Returns the topics, the Redis key prefix, the app id, the Redis client and ``program`` +
+    ``ab evaluate`` with its options (the caller adds its own).
+    """
     from stream_ensemble.adapters.kafka import ensure_topics
 
     tag = uuid.uuid4().hex[:8]
@@ -88,10 +102,15 @@ def test_join_counts_each_outcome_once_across_kill_9(servers: dict[str, str], tm
     client = redis.Redis.from_url(servers["redis"])
     client.hset(f"{prefix}:ab:default", mapping={"experiment": "exp-it", "champion": "default@v1",
                                                  "challengers": "default@v2=30", "mode": "split", "status": "running"})
-    cmd = [sys.executable, "-m", "stream_ensemble", "ab", "evaluate", "--bootstrap", servers["bootstrap"],
+    cmd = [*program, "ab", "evaluate", "--bootstrap", servers["bootstrap"],
            "--redis-url", servers["redis"], "--key-prefix", prefix, "--scores-topic", t["scores"],
            "--shadow-topic", t["shadow"], "--outcomes-topic", t["outcomes"], "--outcomes-dlq-topic", t["odlq"],
            "--app-id", app_id, "--partitions", "3", "--join-window-s", str(WINDOW_S), "--min-outcomes", "100000"]
+    return t, prefix, app_id, client, cmd
+
+
+def test_join_counts_each_outcome_once_across_kill_9(servers: dict[str, str], tmp_path: Path) -> None:
+    t, prefix, app_id, client, cmd = experiment(servers, [sys.executable, "-m", "stream_ensemble"])
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rng = random.Random(7)
     t0 = time.time()
@@ -124,11 +143,7 @@ def test_join_counts_each_outcome_once_across_kill_9(servers: dict[str, str], tm
                               servers["redis"], "--key-prefix", prefix, "--app-id", app_id,
                               "--out", str(tmp_path / "report.json")], capture_output=True, text=True, timeout=60)
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        stop(second)
     assert counts["joined"] == N, counts
     assert counts["outcomes_unknown"] == 5
     assert counts["outcomes_duplicate"] >= 50  # the re-sent ones (plus any re-delivery after the kill)

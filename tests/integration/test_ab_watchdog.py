@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.integration.test_ab_evaluate import _counts, _outcome, _score, _wait
+from tests.integration.test_ab_evaluate import _counts, _outcome, _score, _wait, experiment, stop
 
 pytestmark = pytest.mark.integration
 N = 300
@@ -45,20 +42,8 @@ def _produce(bootstrap: str, topic: str, values: list[tuple[int, bytes, bytes]],
                          ids=["buffer_full", "paused", "read_ahead", "buffer_full-watchdog_off"])
 def test_watchdog_restarts_a_partition_faust_stopped_reading(servers: dict[str, str], tmp_path: Path,
                                                              fault: str, stall_s: float) -> None:
-    from stream_ensemble.adapters.kafka import ensure_topics
-
-    tag = uuid.uuid4().hex[:8]
-    t = {k: f"ab-{tag}-{k}" for k in ("scores", "shadow", "outcomes", "odlq")}
-    prefix, app_id = f"t{tag}", f"ab-{tag}-app"
-    ensure_topics(servers["bootstrap"], [(t["scores"], 3), (t["shadow"], 3), (t["outcomes"], 3), (t["odlq"], 1)])
-    client = redis.Redis.from_url(servers["redis"])
-    client.hset(f"{prefix}:ab:default", mapping={"experiment": "exp-it", "champion": "default@v1",
-                                                 "challengers": "default@v2=30", "mode": "split", "status": "running"})
-    cmd = [sys.executable, str(APP), "ab", "evaluate", "--bootstrap", servers["bootstrap"],
-           "--redis-url", servers["redis"], "--key-prefix", prefix, "--scores-topic", t["scores"],
-           "--shadow-topic", t["shadow"], "--outcomes-topic", t["outcomes"], "--outcomes-dlq-topic", t["odlq"],
-           "--app-id", app_id, "--partitions", "3", "--join-window-s", "150", "--min-outcomes", "100000",
-           "--stall-s", str(stall_s)]
+    t, prefix, app_id, client, cmd = experiment(servers, [sys.executable, str(APP)])
+    cmd += ["--stall-s", str(stall_s)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SE_TEST_AB_FAULT": f"{t['outcomes']}:{HELD}:{fault}"}
     rng = random.Random(7)
     t0 = time.time()
@@ -86,11 +71,7 @@ def test_watchdog_restarts_a_partition_faust_stopped_reading(servers: dict[str, 
         time.sleep(2.0)  # anything counted twice would show now
         counts = _counts(client, prefix, app_id)
     finally:
-        app.send_signal(signal.SIGTERM)
-        try:
-            app.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        stop(app)
     text = log_path.read_text(errors="replace")
     stalls = [line for line in text.splitlines() if "event: partition_stalled" in line]
     if stall_s:
