@@ -168,7 +168,8 @@ class KafkaSink:
             if old.pending > 0:  # all of it again: a record refused before is refused again
                 fresh.retry = [(t, key, v, _REPLACED) for t, key, v in old.sent]
             else:
-                fresh.refused, fresh.retry = list(old.refused), list(old.retry)
+                # the errors are the old producer's: a fatal one must not replace the new producer too
+                fresh.refused, fresh.retry = list(old.refused), [(t, key, v, _REPLACED) for t, key, v, _ in old.retry]
 
     def _wedged(self, targets: list[_Delivery]) -> bool:
         """True when a pending message waited past the delivery timeout without a report."""

@@ -102,3 +102,24 @@ def test_a_producer_that_reports_is_never_replaced(monkeypatch: pytest.MonkeyPat
         s.send("scores", None, b"x", batch=i)
         assert s.flush_and_confirm(timeout_s=1.0, batch=i) == []
     assert s.replaced == 0
+
+
+def test_a_fatal_error_replaces_the_producer_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaError
+
+    made: list[_Producer] = []
+
+    def make(self: KafkaSink) -> _Producer:
+        made.append(_Producer(reports=True))
+        return made[-1]
+
+    monkeypatch.setattr(KafkaSink, "_producer", make)
+    s = KafkaSink(KafkaConfig(delivery_timeout_s=5.0))
+    fatal = KafkaError(KafkaError._FATAL, "fenced", fatal=True)
+    s.send("scores", None, b"a", batch=1)
+    s.send("scores", None, b"b", batch=2)
+    for d in s._batches.values():  # both batches' messages came back with the fatal error
+        d.pending, d.retry = 0, [("scores", None, d.sent[0][2], fatal)]
+    assert s.flush_and_confirm(timeout_s=2.0, batch=1) == []
+    assert s.flush_and_confirm(timeout_s=2.0, batch=2) == []
+    assert s.replaced == 1 and sorted(made[1].acked) == [b"a", b"b"]
