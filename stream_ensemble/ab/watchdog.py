@@ -1,10 +1,10 @@
 """A watchdog for input partitions the faust app has stopped reading (``ab evaluate``).
 
-Why: the kill -9 test's failures were once read as one input partition left unread after
-the restart (``README.md``, Outcome join). The failures measured since were a different fault
-(the commit passing changelog records still in faust's producer buffer, fixed in
-``faust_app._save``), but reading faust-streaming 0.15.3 still shows ways for a partition to
-be left unread with its commit kept, none of them reproduced in a real run:
+Why: the kill -9 test's failures were an emptied active-partition set that a waiting fetch
+read as "every partition" (fixed in ``recovery.snapshot_fetch_partitions``, README Outcome
+join): records were dropped and a partition could be left unread with its commit kept. That
+is the one cause measured; reading faust-streaming 0.15.3 shows other ways to leave a
+partition unread, none of them reproduced in a real run:
 
 * ``Consumer.on_buffer_full`` takes it out of the fetcher's active set and only the queue's
   pressure-drop callback puts it back; the flow-control resume clears the queue (``clear``)
